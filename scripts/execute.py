@@ -1,0 +1,75 @@
+"""Re-execute chapters from their jupytext `.md` sources and refresh the paired `.ipynb` outputs.
+
+Usage: python scripts/execute.py [book/q1_3_kl.md ...]   (no argument: every chapter under book/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+TIMES = BOOK / "_execution_times.json"
+
+
+def chapters() -> list[Path]:
+    """Every paired chapter source: the `.md` files under book/ with a jupytext header."""
+    return sorted(p for p in BOOK.glob("*.md") if p.read_text().startswith("---\njupytext:"))
+
+
+def scrub(nb: nbformat.NotebookNode) -> None:
+    """Drop volatile metadata so re-executing an unchanged chapter gives an unchanged file."""
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+
+
+def execute(md: Path, timeout: int = 900) -> float:
+    """Execute one chapter in its folder, write the paired .ipynb atomically, return the seconds taken."""
+    nb = jupytext.read(md)
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(md.parent)}}
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        raise SystemExit(f"{md.relative_to(ROOT)} failed:\n{err}") from None
+    seconds = time.perf_counter() - start
+    scrub(nb)
+    target = md.with_suffix(".ipynb")
+    tmp = target.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, target)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", type=Path, help="chapter .md files (default: all)")
+    args = parser.parse_args(argv)
+    targets = [p.resolve() for p in args.chapters] or chapters()
+    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    for md in targets:
+        if md.suffix != ".md" or not md.exists():
+            raise SystemExit(f"{md} is not a chapter .md source; pass e.g. book/q1_3_kl.md")
+        seconds = execute(md)
+        times[md.stem] = round(seconds, 1)
+        print(f"{md.relative_to(ROOT)}: {seconds:.1f} s", flush=True)
+    TIMES.write_text(json.dumps(dict(sorted(times.items())), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
