@@ -1,0 +1,212 @@
+"""python -m vae_core download | train | evaluate | sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from vae_core import data
+from vae_core.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model, save_shareable
+from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
+from vae_core.losses import nats_to_bits_per_dim
+from vae_core.model import ACTIVATIONS, VAE, VAEConfig
+from vae_core.repro import make_deterministic, pick_device, seed_everything
+from vae_core.train import TrainConfig, TrainingError, fit
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hidden sizes are integers like 500,500, got {text}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers like 500,500, got {text}")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vae_core", description="Train and evaluate the book's VAE.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="fetch, verify (md5) and cache a dataset")
+    p.add_argument("--dataset", choices=[*data.DATASETS, "all"], default="all")
+
+    p = sub.add_parser("train", help="train a VAE; writes checkpoint.pt, history.json, the shareable model, provenance")
+    p.add_argument("--dataset", choices=data.DATASETS, default="binarized-mnist")
+    p.add_argument("--z-dim", type=positive_int, default=20)
+    p.add_argument("--hidden", type=hidden_sizes, default=(500, 500), help="comma-separated, e.g. 500,500")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
+    p.add_argument("--epochs", type=non_negative_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: 2 for determinism)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = sub.add_parser("evaluate", help="ELBO and importance-weighted log-likelihood of a checkpoint on a split")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt or a folder with model.safetensors")
+    p.add_argument("--dataset", choices=data.DATASETS, default="binarized-mnist")
+    p.add_argument("--split", choices=data.SPLITS, default="test")
+    p.add_argument("--iw-samples", type=non_negative_int, default=0, help="K for the IW bound; 0 skips it")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N examples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("sample", help="ancestral samples from the prior, saved as a PNG grid")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("-n", type=positive_int, default=64)
+    p.add_argument("--binary", action="store_true", help="draw binary pixels instead of showing Bernoulli means")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    return parser
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    for name in data.DATASETS if args.dataset == "all" else (args.dataset,):
+        for path in data.download(name):
+            print(f"{name}: {path}")
+    return 0
+
+
+def provenance(args: argparse.Namespace, device: torch.device, seconds: float) -> dict:
+    import numpy
+
+    return {
+        "command": "python -m vae_core " + shlex.join(sys.argv[1:]),
+        "seed": args.seed,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(seconds, 1),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    make_deterministic(args.threads if args.threads else 2)
+    seed_everything(args.seed)
+    train, valid = data.load(args.dataset, "train", device), data.load(args.dataset, "valid", device)
+    model = VAE(VAEConfig(hidden=args.hidden, z_dim=args.z_dim, activation=args.activation)).to(device)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        seed=args.seed,
+        beta=args.beta,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    tic = time.perf_counter()
+    history = fit(
+        model,
+        train.x,
+        valid.x,
+        config,
+        dynamic=train.dynamic,
+        checkpoint=args.out / "checkpoint.pt",
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    seconds = time.perf_counter() - tic
+    atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")
+    record = {"dataset": args.dataset, "train_config": asdict(config), **provenance(args, device, seconds)}
+    save_shareable(args.out / "model", model.cpu(), {"provenance": record})
+    atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
+    last = history.records[-1] if history.records else None
+    if last is not None:
+        print(f"epoch {last.epoch}: train ELBO {last.train_elbo:.2f}, validation ELBO {last.valid_elbo:.2f} nats")
+    print(f"wrote {args.out}/checkpoint.pt, history.json, model/, provenance.json ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    make_deterministic()
+    model = load_model(args.checkpoint, map_location=device).to(device)
+    split = data.load(args.dataset, args.split, device)
+    x = split.x[: args.limit] if args.limit else split.x
+    if split.dynamic:
+        x = data.binarize(x, torch.Generator(device=device).manual_seed(args.seed))
+    result: dict = {"dataset": args.dataset, "split": args.split, "n": x.shape[0]}
+    result.update({f"{k}_nats": v for k, v in evaluate_elbo(model, x, seed=args.seed).items()})
+    if args.iw_samples:
+        est = iw_log_likelihood(model, x, args.iw_samples, seed=args.seed)
+        result.update({"iw_samples": est.k, "log_likelihood_nats": est.mean, "log_likelihood_stderr": est.stderr})
+        result["bits_per_dim"] = -nats_to_bits_per_dim(est.mean)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vae_core.plots import show_grid
+
+    if args.out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {args.out}")
+    model = load_model(args.checkpoint)
+    generator = torch.Generator().manual_seed(args.seed)
+    means, draws = model.sample(args.n, generator, binary=True)
+    nrow = max(1, int(round(args.n**0.5)))
+    fig, ax = plt.subplots(figsize=(nrow * 0.6, -(-args.n // nrow) * 0.6))
+    show_grid(ax, draws if args.binary else means, nrow=nrow)
+    atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"download": cmd_download, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (data.DataError, CheckpointError, TrainingError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last completed epoch is saved in checkpoint.pt: rerun with --resume", file=sys.stderr)
+        return 130

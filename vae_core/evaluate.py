@@ -1,0 +1,64 @@
+"""Evaluation over a whole split, in batches: the ELBO and the importance-weighted log-likelihood."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vae_core import losses
+from vae_core.model import VAE
+
+
+@torch.no_grad()
+def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        terms = losses.elbo(model, x[start : start + batch_size], generator)
+        sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+    model.train(was_training)
+    elbo, rec, kl = (sums / x.shape[0]).tolist()
+    return {"elbo": elbo, "reconstruction": rec, "kl": kl}
+
+
+@dataclass
+class IWEstimate:
+    """The importance-weighted bound with K samples: its mean over examples, standard error, and per-example values."""
+
+    k: int
+    mean: float
+    stderr: float
+    per_example: Tensor
+
+
+@torch.no_grad()
+def iw_log_likelihood(
+    model: VAE, x: Tensor, k: int, batch_size: int = 100, chunk: int = 100, seed: int = 0
+) -> IWEstimate:
+    """Estimate log p(x) per example with K importance samples from q(z|x), in batches, streaming over K."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    values = [
+        losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double().cpu()
+        for s in range(0, x.shape[0], batch_size)
+    ]
+    model.train(was_training)
+    per_example = torch.cat(values)
+    n = per_example.numel()
+    stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    return IWEstimate(k=k, mean=per_example.mean().item(), stderr=stderr, per_example=per_example)
+
+
+@torch.no_grad()
+def active_units(model: VAE, x: Tensor, threshold: float = 1e-2, batch_size: int = 2000) -> tuple[int, Tensor]:
+    """Burda et al.'s active units: latent dimensions whose posterior mean varies across data, Var_x[mu] > threshold."""
+    means = torch.cat([model.encoder(x[s : s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])
+    variance = means.double().var(dim=0)
+    return int((variance > threshold).sum().item()), variance

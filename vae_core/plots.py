@@ -1,0 +1,92 @@
+"""Matplotlib figures used by the chapters: sample grids, ELBO curves, the 2-D manifold, latent scatter."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from vae_core.model import VAE
+from vae_core.train import History
+
+
+def tile(images: Tensor, nrow: int, side: int = 28, pad: int = 1) -> np.ndarray:
+    """Arrange (N, side*side) images into one (rows*side, nrow*side) array with `pad` pixels between tiles."""
+    images = images.detach().float().cpu().reshape(-1, side, side).numpy()
+    n = images.shape[0]
+    ncol = nrow
+    nrows = -(-n // ncol)
+    out = np.ones((nrows * (side + pad) - pad, ncol * (side + pad) - pad), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        out[r * (side + pad) : r * (side + pad) + side, c * (side + pad) : c * (side + pad) + side] = img
+    return out
+
+
+def show_grid(ax: Axes, images: Tensor, nrow: int = 8, title: str | None = None) -> Axes:
+    """Draw a grid of images in [0, 1], black digits on white (1 = ink)."""
+    ax.imshow(1.0 - tile(images, nrow), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def sample_figure(means: Tensor, draws: Tensor, nrow: int = 8, title: str = "") -> Figure:
+    """Bernoulli means beside binary draws of the same latent codes."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4.3))
+    show_grid(left, means, nrow, "Bernoulli means $f_\\theta(z)$")
+    show_grid(right, draws, nrow, "binary draws $x \\sim$ Bern$(f_\\theta(z))$")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def elbo_curves(history: History, ax: Axes | None = None, label: str = "") -> Axes:
+    """Train and validation ELBO per epoch, in nats."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    epochs = history.column("epoch")
+    ax.plot(epochs, history.column("train_elbo"), label=f"train {label}".strip())
+    valid = history.column("valid_elbo")
+    if any(v is not None for v in valid):
+        ax.plot(epochs, valid, label=f"validation {label}".strip())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per image)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+@torch.no_grad()
+def manifold(model: VAE, n: int = 20, ax: Axes | None = None) -> Axes:
+    """Kingma & Welling's Fig. 4b: decode an n x n grid of the unit square pushed through the inverse Gaussian CDF."""
+    if model.config.z_dim != 2:
+        raise ValueError(f"the manifold plot needs a 2-D latent space, this model has z_dim={model.config.z_dim}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    device = next(model.parameters()).device
+    u = torch.linspace(0.5 / n, 1 - 0.5 / n, n, dtype=torch.float64)
+    grid = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    z = torch.stack(torch.meshgrid(grid, grid.flip(0), indexing="xy"), dim=-1).reshape(-1, 2).float().to(device)
+    means = torch.sigmoid(model.decoder(z))
+    return show_grid(ax, means, nrow=n)
+
+
+def latent_scatter(mu: Tensor, labels: Tensor | None = None, ax: Axes | None = None) -> Axes:
+    """Scatter 2-D posterior means, coloured by digit label when labels exist."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    mu = mu.detach().cpu().numpy()
+    if labels is None:
+        ax.scatter(mu[:, 0], mu[:, 1], s=2, alpha=0.5)
+    else:
+        points = ax.scatter(mu[:, 0], mu[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=2, alpha=0.7)
+        ax.figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel("$\\mu_1$")
+    ax.set_ylabel("$\\mu_2$")
+    return ax
