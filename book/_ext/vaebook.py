@@ -1,0 +1,127 @@
+"""A small Sphinx extension that makes the built book self-contained and its sources downloadable.
+
+- Serves MathJax 2.7 from the build itself (the static files of `jupyter-server-mathjax`), so equations render
+  offline; no page loads anything from a CDN.
+- Copies each chapter's jupytext `.md` source next to its `.ipynb` under `_sources/` and adds a `.md` entry to the
+  theme's download menu (the `.md` files are excluded from Sphinx, which renders the executed `.ipynb`).
+- Adds `custom.css` (figures stay readable in dark mode).
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import jupyter_server_mathjax
+from sphinx.application import Sphinx
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE.parent / "_static"
+MATHJAX_SRC = Path(jupyter_server_mathjax.__file__).parent / "static"
+MATHJAX_DIR = "mathjax"
+MATHJAX_PATH = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+# The package ships only the STIX-Web fonts and the combined "-full" configuration; configure MathJax for exactly
+# those, so it never asks for a file that is not there. The classes are myst-parser's (it marks math with `math` and
+# tells MathJax to ignore the rest of the page).
+MATHJAX2_CONFIG: dict[str, Any] = {
+    "tex2jax": {
+        "inlineMath": [["\\(", "\\)"]],
+        "displayMath": [["\\[", "\\]"]],
+        "processRefs": False,
+        "processEnvironments": False,
+        "processClass": "tex2jax_process|mathjax_process|math|output_area",
+        "ignoreClass": "tex2jax_ignore|mathjax_ignore|document",
+    },
+    "HTML-CSS": {
+        "availableFonts": [],
+        "preferredFont": None,
+        "webFont": "STIX-Web",
+        "imageFont": None,
+        # MathJax's font-loading probe points at about:blank, which Chromium reports as a blocked font load.
+        "styles": {"@font-face": {"font-family": "MathJax_Blank", "src": "local('MathJax_Blank')"}},
+    },
+    "SVG": {"font": "STIX-Web"},
+    "menuSettings": {"zoom": "None"},
+    "messageStyle": "none",
+    "showMathMenu": False,
+}
+
+
+def use_local_mathjax(app: Sphinx) -> None:
+    """Point Sphinx at the local MathJax 2 (runs after myst-parser has written its MathJax 3 options)."""
+    app.config.mathjax_path = MATHJAX_PATH
+    app.config.mathjax2_config = MATHJAX2_CONFIG
+    app.config.mathjax3_config = None
+    app.config.mathjax_options = {"defer": "defer"}
+
+
+def markdown_source(app: Sphinx, pagename: str) -> Path | None:
+    """The jupytext `.md` paired with the page's `.ipynb`, if there is one."""
+    doc = Path(app.env.doc2path(pagename)) if pagename in app.env.all_docs else None
+    if doc is None or doc.suffix != ".ipynb":
+        return None
+    md = doc.with_suffix(".md")
+    return md if md.exists() else None
+
+
+def add_markdown_download(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Add the chapter's `.md` source to the theme's download menu."""
+    md = markdown_source(app, pagename)
+    if md is None:
+        return
+    for button in context.get("header_buttons", []):
+        if button.get("label") == "download-buttons":
+            url = f"{context['pathto']('_sources', 1)}/{Path(pagename).parent.as_posix()}/{md.name}"
+            entry = {
+                "type": "link",
+                "url": url,
+                "text": ".md",
+                "icon": "fas fa-file-code",
+                "tooltip": "Download the jupytext source (.md)",
+                "label": "download-markdown-button",
+            }
+            button["buttons"].insert(1, entry)
+
+
+def copy_assets(app: Sphinx, exception: Exception | None) -> None:
+    """Copy MathJax into `_static/mathjax` and the chapters' `.md` sources into `_sources/`."""
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    target = out / "_static" / MATHJAX_DIR
+    stamp = target / ".version"
+    release = version("jupyter-server-mathjax")
+    if not stamp.exists() or stamp.read_text() != release:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(MATHJAX_SRC, target)
+        stamp.write_text(release)
+    for pagename in app.env.found_docs:
+        md = markdown_source(app, pagename)
+        if md is not None:
+            dest = out / "_sources" / Path(pagename).parent / md.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(md, dest)
+
+
+def configure(app: Sphinx, config: Any) -> None:
+    """Serve `book/_static` (custom.css) from `_static`; start in the reader's light/dark setting."""
+    config.html_static_path.append(str(STATIC))
+    config.html_context.setdefault("default_mode", "auto")
+
+
+def drop_thebe(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
+    """Leave out sphinx-thebe's scripts: the book has no live kernel, and they name a CDN (and come twice)."""
+    scripts = context.get("script_files", [])
+    scripts[:] = [js for js in scripts if "thebe" not in f"{js.filename} {js.attributes.get('body', '')}".lower()]
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", configure)
+    app.connect("html-page-context", drop_thebe, priority=900)
+    app.connect("builder-inited", use_local_mathjax, priority=900)
+    app.connect("html-page-context", add_markdown_download, priority=900)
+    app.connect("build-finished", copy_assets)
+    app.add_css_file("custom.css")
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

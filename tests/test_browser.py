@@ -1,0 +1,226 @@
+"""The built HTML book in a real headless Chromium, with the network blocked.
+
+Every page must load without console errors, typeset all of its math with the book's own MathJax, request nothing
+outside 127.0.0.1, load every image, link only to targets that exist, and list every chapter in its sidebar. A
+screenshot of each page is kept under `_build/screenshots/`.
+
+The session fixture runs the README's build command first (incremental, so it costs seconds after a build). The
+test needs the Debian `chromium` (or any `chromium` on PATH): without one it skips, except under CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+BUILD = [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n", "--keep-going"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def toc_pages() -> list[str]:
+    """Page names (`book/q1_3_kl`) in `_toc.yml` order: the root, then every chapter."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
+
+
+PAGES = [*toc_pages(), "genindex", "search"]
+
+
+def chromium() -> str:
+    """The Chromium executable, or skip (fail under CI) when there is none."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "no Chromium found on PATH (install the Debian package: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[str]:
+    """Build the book (incrementally) and serve `_build/html` on 127.0.0.1; yield the base URL."""
+    exe = chromium()
+    assert exe
+    done = subprocess.run(BUILD, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"book build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser(site: str) -> Iterator[object]:
+    """A fresh headless Chromium profile whose every request outside 127.0.0.1 is aborted and recorded."""
+    from playwright.sync_api import sync_playwright
+
+    outside: list[str] = []
+
+    def route(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        if urllib.parse.urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            outside.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=chromium(), headless=True, args=ARGS, viewport={"width": 1280, "height": 900}
+        )
+        context.route("**/*", route)
+        context.outside = outside  # type: ignore[attr-defined]
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+WAIT_FOR_MATH = """async () => {
+  if (!document.querySelector('.math.notranslate')) return 'no math';
+  const t0 = Date.now();
+  while (!(window.MathJax && MathJax.Hub && MathJax.isReady)) {
+    if (Date.now() - t0 > 20000) return 'MathJax did not start';
+    await new Promise(r => setTimeout(r, 50));
+  }
+  await new Promise(r => MathJax.Hub.Queue(() => r()));
+  return 'typeset';
+}"""
+
+MATH_PROBLEMS = """() => {
+  const problems = [];
+  document.querySelectorAll('.math.notranslate').forEach((el, i) => {
+    if (!el.querySelector('.MathJax, .MathJax_Display, .MathJax_SVG, .MathJax_CHTML'))
+      problems.push(`untypeset .math #${i}: ${el.textContent.slice(0, 80)}`);
+  });
+  document.querySelectorAll('.MathJax_Error, .noError, .merror').forEach(el =>
+    problems.push(`MathJax error: ${el.textContent.slice(0, 80)}`));
+  if (window.MathJax && MathJax.Hub && MathJax.Hub.getAllJax)
+    MathJax.Hub.getAllJax().forEach(j => {
+      if (j.root && j.root.texError) problems.push(`TeX error: ${j.originalText}`);
+    });
+  document.querySelectorAll('.MathJax span[style*="color: red"]').forEach(el =>
+    problems.push(`undefined macro: ${el.textContent}`));
+  const clone = document.body.cloneNode(true);
+  clone.querySelectorAll('pre, code, script, style, textarea, .highlight').forEach(el => el.remove());
+  const text = clone.textContent;
+  for (const raw of ['$$', '\\\\[', '\\\\(', '\\\\begin{'])
+    if (text.includes(raw)) problems.push(`raw TeX left in the page: ${raw}`);
+  return problems;
+}"""
+
+IMAGES = """async () => {
+  const imgs = [...document.images];
+  imgs.forEach(img => img.loading = 'eager');
+  await Promise.all(imgs.map(img => img.decode().catch(() => null)));
+  return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.getAttribute('src'));
+}"""
+
+LINKS = "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
+SIDEBAR = "() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')].map(a => a.href)"
+
+
+def page_url(site: str, page: str) -> str:
+    return urllib.parse.urljoin(site, f"{page}.html")
+
+
+@functools.cache
+def ids_in(path: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
+
+
+def broken_links(site: str, links: list[str]) -> list[str]:
+    """Internal links whose file is missing under `_build/html`, or whose #anchor is not on the target page."""
+    broken = []
+    for link in links:
+        if not link.startswith(site):
+            continue
+        parts = urllib.parse.urlsplit(link)
+        rel = urllib.parse.unquote(parts.path[len(urllib.parse.urlsplit(site).path) :]) or "index.html"
+        target = HTML / rel
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(link)
+        elif parts.fragment and target.suffix == ".html" and urllib.parse.unquote(parts.fragment) not in ids_in(target):
+            broken.append(link)
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page(site: str, browser: object, page: str) -> None:
+    errors: list[str] = []
+    tab = browser.new_page()  # type: ignore[attr-defined]
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        response = tab.goto(page_url(site, page), wait_until="load")
+        assert response is not None and response.ok, f"{page}: HTTP {response and response.status}"
+        state = tab.evaluate(WAIT_FOR_MATH)
+        assert state in ("no math", "typeset"), f"{page}: {state}"
+        missing_images = tab.evaluate(IMAGES)
+        tab.wait_for_timeout(200)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(SHOTS / f"{page.replace('/', '__')}.png"), full_page=True)
+        assert not errors, f"{page}: console errors: {errors}"
+        problems = tab.evaluate(MATH_PROBLEMS)
+        assert not problems, f"{page}: {problems}"
+        assert not missing_images, f"{page}: images that did not load: {missing_images}"
+        assert not browser.outside, f"requests outside 127.0.0.1: {sorted(set(browser.outside))}"  # type: ignore[attr-defined]
+        assert not (bad := broken_links(site, tab.evaluate(LINKS))), f"{page}: broken internal links: {bad}"
+        sidebar = {link.split("#")[0] for link in tab.evaluate(SIDEBAR)}
+        missing = [p for p in toc_pages()[1:] if page_url(site, p) not in sidebar]
+        assert not missing, f"{page}: sidebar lacks {missing}"
+    finally:
+        tab.close()
+
+
+def test_index_redirects_to_the_book(site: str, browser: object) -> None:
+    tab = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        tab.goto(urllib.parse.urljoin(site, "index.html"))
+        tab.wait_for_url(page_url(site, toc_pages()[0]), timeout=10000)
+    finally:
+        tab.close()
+
+
+def test_every_page_is_checked(site: str) -> None:
+    """The pages checked above are all the HTML pages the build made."""
+    built = {p.relative_to(HTML).with_suffix("").as_posix() for p in HTML.rglob("*.html")}
+    built = {p for p in built if not p.startswith(("_static/", "_sources/", "reports/"))}
+    assert built <= {*PAGES, "index"}, f"pages not checked: {sorted(built - {*PAGES, 'index'})}"
