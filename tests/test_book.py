@@ -1,0 +1,92 @@
+"""The book's sources are consistent: every chapter is paired, executed, in sync with its `.md`, and in the toc.
+
+A chapter is a jupytext `.md` (the text authors edit) plus its executed `.ipynb` (what Sphinx renders and nbval
+checks). `python scripts/execute.py book/<chapter>.md` refreshes the pair; these tests fail when someone edits one
+side and forgets the other.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+HEADER = "---\njupytext:"
+
+
+def paired_sources() -> list[Path]:
+    return sorted(p for p in BOOK.glob("*.md") if p.read_text().startswith(HEADER))
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"], *(entry["file"] for entry in toc.get("chapters", []))]
+
+
+def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What must agree between the pair: each cell's type, source and tags."""
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+SOURCES = paired_sources()
+
+
+@pytest.mark.parametrize("md", SOURCES, ids=[p.stem for p in SOURCES])
+def test_pair_is_in_sync(md: Path) -> None:
+    ipynb = md.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run `python scripts/execute.py book/{md.name}`"
+    text, executed = jupytext.read(md), nbformat.read(ipynb, as_version=4)
+    a, b = cells(text), cells(executed)
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        assert x == y, f"{md.name} and {ipynb.name} differ at cell {i}: run `python scripts/execute.py book/{md.name}`"
+    assert len(a) == len(b), f"{md.name} has {len(a)} cells, {ipynb.name} {len(b)}: re-execute the chapter"
+
+
+@pytest.mark.parametrize("md", SOURCES, ids=[p.stem for p in SOURCES])
+def test_pair_is_executed(md: Path) -> None:
+    nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    unexecuted = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count is None]
+    assert not unexecuted, f"{md.stem}.ipynb has unexecuted code cells {unexecuted}"
+    errors = [i for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{md.stem}.ipynb has error outputs in cells {errors}"
+
+
+def test_every_ipynb_has_its_source() -> None:
+    orphans = [p.name for p in BOOK.glob("*.ipynb") if not p.with_suffix(".md").exists()]
+    assert not orphans, f"notebooks without a jupytext .md source: {orphans}"
+
+
+def test_every_page_is_in_the_toc() -> None:
+    listed = set(toc_files())
+    pages = {f"book/{p.stem}" for p in BOOK.glob("*.md")} | {f"book/{p.stem}" for p in BOOK.glob("*.ipynb")}
+    assert not pages - listed, f"pages missing from _toc.yml: {sorted(pages - listed)}"
+    missing = [f for f in listed if not any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb"))]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+
+
+def test_toc_order() -> None:
+    """intro, the questions 1.1 … 1.9 in order, then the rest (reproducibility, references)."""
+    files = toc_files()
+    assert files[0] == "book/intro"
+    questions = [f for f in files if Path(f).name.startswith("q1_")]
+    assert questions == sorted(questions, key=lambda f: int(Path(f).name.split("_")[1]))
+    assert files[1 : 1 + len(questions)] == questions
+    tail = files[1 + len(questions) :]
+    assert tail[-1:] == ["book/references"], tail
+
+
+def test_paired_sources_are_excluded_from_sphinx() -> None:
+    """Sphinx must see only the `.ipynb` of a pair; both would be duplicate documents (a warning, fatal under -W)."""
+    patterns = yaml.safe_load((ROOT / "_config.yml").read_text())["exclude_patterns"]
+    for md in SOURCES:
+        rel = md.relative_to(ROOT).as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"{rel} is not in exclude_patterns"
+    for page in ("book/intro.md", "book/references.md"):
+        assert not any(fnmatch.fnmatch(page, p) for p in patterns), f"{page} must not be excluded"
