@@ -21,6 +21,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read as a vae_core checkpoint of the expected architecture."""
 
 
+def first_line(err: BaseException, limit: int) -> str:
+    """The first line of an error's message, cut to `limit` characters ('' for an empty message, e.g. EOFError)."""
+    return next(iter(str(err).splitlines()), "")[:limit]
+
+
 def atomic_write(path: Path, write: Any) -> Path:
     """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
@@ -55,7 +60,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a foreign pickle, a truncated file, or not a torch file at all
         raise CheckpointError(
-            f"{path} is not a readable vae_core checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+            f"{path} is not a readable vae_core checkpoint ({type(err).__name__}: {first_line(err, 200)}); "
             "it may be truncated or come from another program. Re-create it with `python -m vae_core train`."
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -72,7 +77,7 @@ def model_from_state(config: dict[str, Any], weights: dict[str, torch.Tensor], s
         model.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
-            f"{source} does not match the vae_core VAE architecture: {str(err).splitlines()[0][:300]}"
+            f"{source} does not match the vae_core VAE architecture: {first_line(err, 300)}"
         ) from None
     return model
 
