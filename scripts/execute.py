@@ -22,9 +22,13 @@ BOOK = ROOT / "book"
 TIMES = BOOK / "_execution_times.json"
 
 
+LAST = "reproducibility"  # records the other chapters' times, so it runs after them
+
+
 def chapters() -> list[Path]:
-    """Every paired chapter source: the `.md` files under book/ with a jupytext header."""
-    return sorted(p for p in BOOK.glob("*.md") if p.read_text().startswith("---\njupytext:"))
+    """Every paired source (`.md` under book/ with a jupytext header); the reproducibility page comes last."""
+    paired = [p for p in BOOK.glob("*.md") if p.read_text().startswith("---\njupytext:")]
+    return sorted(paired, key=lambda p: (p.stem == LAST, p.name))
 
 
 def scrub(nb: nbformat.NotebookNode) -> None:
