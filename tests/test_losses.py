@@ -1,0 +1,246 @@
+"""vae_core.losses against torch.distributions, hand-computed values and an exact log p(x) by quadrature."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
+
+from vae_core import losses
+from vae_core.model import VAE, VAEConfig
+
+F64 = torch.float64
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def small_vae(seed: int = 0, x_dim: int = 20, hidden: tuple[int, ...] = (16,), z_dim: int = 3) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(VAEConfig(x_dim=x_dim, hidden=hidden, z_dim=z_dim)).double()
+
+
+def binary_batch(n: int, m: int, seed: int, p: float = 0.4) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, m), p, dtype=F64), generator=gen(seed))
+
+
+# --- KL(N(mu, diag sigma^2) || N(0, I)) ---
+
+
+def test_kl_is_zero_for_identical_gaussians() -> None:
+    kl = losses.kl_to_standard_normal(torch.zeros(4, 7), torch.zeros(4, 7))
+    assert kl.shape == (4,)
+    assert torch.equal(kl, torch.zeros(4))
+
+
+@pytest.mark.parametrize("mu", [10.0, -10.0])
+def test_kl_is_fifty_for_a_mean_gap_of_ten(mu: float) -> None:
+    # (mu_q, mu_p, sigma_q^2, sigma_p^2) = (0, 10, 1, 1): only the gap matters, 10^2 / 2 = 50.
+    kl = losses.kl_to_standard_normal(torch.tensor([[mu]]), torch.tensor([[0.0]]))
+    assert kl.item() == 50.0
+
+
+def test_kl_hand_value() -> None:
+    # 1/2 [(2 + 1 - 1 - log 2) + (1 + 4 - 1 - 0)] = 3 - log(2) / 2
+    kl = losses.kl_to_standard_normal(
+        torch.tensor([1.0, 2.0], dtype=F64), torch.tensor([math.log(2.0), 0.0], dtype=F64)
+    )
+    assert kl.item() == pytest.approx(3.0 - math.log(2.0) / 2.0, abs=1e-14)
+
+
+def test_kl_matches_torch_distributions() -> None:
+    g = gen(1)
+    mu = 2.0 * torch.randn(32, 5, generator=g, dtype=F64)
+    logvar = 1.5 * torch.randn(32, 5, generator=g, dtype=F64)
+    q = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    torch.testing.assert_close(losses.kl_to_standard_normal(mu, logvar), kl_divergence(q, p), rtol=1e-12, atol=1e-12)
+
+
+# --- Bernoulli log-likelihood from logits ---
+
+
+def test_bernoulli_matches_torch_and_hand_formula() -> None:
+    g = gen(2)
+    logits = 3.0 * torch.randn(16, 30, generator=g, dtype=F64)
+    x = torch.bernoulli(torch.full((16, 30), 0.5, dtype=F64), generator=g)
+    ours = losses.bernoulli_log_likelihood(logits, x)
+    torch.testing.assert_close(ours, Bernoulli(logits=logits).log_prob(x).sum(-1), rtol=1e-12, atol=1e-12)
+    f = torch.sigmoid(logits)
+    hand = (x * torch.log(f) + (1 - x) * torch.log(1 - f)).sum(-1)
+    torch.testing.assert_close(ours, hand, rtol=1e-10, atol=1e-10)
+
+
+def test_bernoulli_at_zero_logits_is_minus_m_log_two() -> None:
+    x = binary_batch(3, 784, seed=3)
+    ll = losses.bernoulli_log_likelihood(torch.zeros(3, 784, dtype=F64), x)
+    torch.testing.assert_close(ll, torch.full((3,), -784 * math.log(2.0), dtype=F64))
+
+
+def test_bernoulli_is_finite_at_extreme_logits() -> None:
+    logits = torch.tensor([[50.0, -50.0, 50.0, -50.0]])
+    x = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
+    f = torch.sigmoid(logits)
+    naive = (x * torch.log(f) + (1 - x) * torch.log(1 - f)).sum(-1)
+    assert not torch.isfinite(naive).any()  # the naive formula gives nan here
+    ll = losses.bernoulli_log_likelihood(logits, x)
+    assert torch.isfinite(ll).all()
+    torch.testing.assert_close(ll, torch.tensor([-100.0]), rtol=0, atol=1e-5)
+
+
+# --- Gaussian log densities ---
+
+
+def test_log_densities_match_torch() -> None:
+    g = gen(4)
+    z, mu, logvar = (torch.randn(8, 6, generator=g, dtype=F64) for _ in range(3))
+    expected = Independent(Normal(mu, torch.exp(0.5 * logvar)), 1).log_prob(z)
+    torch.testing.assert_close(losses.gaussian_log_density(z, mu, logvar), expected, rtol=1e-12, atol=1e-12)
+    standard = Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1).log_prob(z)
+    torch.testing.assert_close(losses.standard_normal_log_density(z), standard, rtol=1e-12, atol=1e-12)
+
+
+# --- ELBO and loss ---
+
+
+def test_elbo_is_the_closed_form_loss_by_hand() -> None:
+    model = small_vae()
+    x = binary_batch(12, 20, seed=5)
+    with torch.no_grad():
+        terms = losses.elbo(model, x, generator=gen(7))
+        mu, logvar = model.encoder(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen(7), dtype=F64)
+        f = torch.sigmoid(model.decoder(z))
+        reconstruction = (x * torch.log(f) + (1 - x) * torch.log(1 - f)).sum(-1)
+        kl = 0.5 * (logvar.exp() + mu.pow(2) - 1 - logvar).sum(-1)
+    torch.testing.assert_close(terms.reconstruction, reconstruction, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(terms.kl, kl, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms.elbo, reconstruction - kl, rtol=1e-10, atol=1e-10)
+
+
+def test_beta_weights_the_kl_and_loss_is_the_mean_negative_elbo() -> None:
+    model = small_vae()
+    x = binary_batch(12, 20, seed=6)
+    with torch.no_grad():
+        terms = losses.elbo(model, x, generator=gen(8), beta=0.25)
+        batch_loss = losses.loss(model, x, generator=gen(8), beta=0.25)
+    torch.testing.assert_close(terms.elbo, terms.reconstruction - 0.25 * terms.kl)
+    torch.testing.assert_close(batch_loss, -terms.elbo.mean())
+
+
+def test_gradients_reach_the_encoder_through_the_sample() -> None:
+    model = small_vae()
+    x = binary_batch(12, 20, seed=9)
+    # Only the reconstruction term: its sole path to the encoder is z = mu + sigma * eps.
+    (-losses.elbo(model, x, generator=gen(10)).reconstruction.mean()).backward()
+    for p in model.encoder.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    model.zero_grad()
+    losses.loss(model, x, generator=gen(10)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+# --- Importance-weighted bound ---
+
+
+def test_iw_bound_with_k_one_is_one_sample_log_weight() -> None:
+    model = small_vae()
+    x = binary_batch(10, 20, seed=11)
+    iw = losses.iw_bound(model, x, k=1, generator=gen(12))
+    with torch.no_grad():
+        mu, logvar = model.encoder(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn((1, *mu.shape), generator=gen(12), dtype=F64)[0]
+        log_w = (
+            losses.bernoulli_log_likelihood(model.decoder(z), x)
+            + losses.standard_normal_log_density(z)
+            - losses.gaussian_log_density(z, mu, logvar)
+        )
+    torch.testing.assert_close(iw, log_w, rtol=1e-10, atol=1e-10)
+
+
+def test_iw_bound_with_k_one_equals_the_elbo_in_expectation() -> None:
+    model = small_vae()
+    x = binary_batch(1, 20, seed=13).expand(20000, 20)
+    iw = losses.iw_bound(model, x, k=1, generator=gen(14))
+    with torch.no_grad():
+        el = losses.elbo(model, x, generator=gen(15)).elbo
+    se = math.sqrt(iw.var().item() / iw.numel() + el.var().item() / el.numel())
+    assert abs(iw.mean().item() - el.mean().item()) < 4 * se
+
+
+def test_iw_bound_grows_with_k_and_exceeds_the_elbo() -> None:
+    # 20 images, each repeated 20 times, so that the average is over examples and over draws.
+    model = small_vae(x_dim=100, hidden=(32,))
+    x = binary_batch(20, 100, seed=16).repeat(20, 1)
+    with torch.no_grad():
+        el = losses.elbo(model, x, generator=gen(17)).elbo.mean().item()
+    bounds = [losses.iw_bound(model, x, k=k, generator=gen(18)).mean().item() for k in (1, 10, 100)]
+    assert bounds[0] < bounds[1] < bounds[2]
+    assert bounds[1] > el and bounds[2] > el
+
+
+def test_elbo_and_iw_bound_against_exact_values_by_quadrature() -> None:
+    # With a one-dimensional latent, log p(x) and the ELBO are integrals over z that a fine grid gets exactly enough.
+    model = small_vae(seed=3, x_dim=10, hidden=(8,), z_dim=1)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(2.0)  # a sharper decoder, so that q(z|x) is visibly off the true posterior
+    x = binary_batch(4, 10, seed=19)
+    grid = torch.linspace(-12.0, 12.0, 24001, dtype=F64)
+    dz = (grid[1] - grid[0]).item()
+    with torch.no_grad():
+        logits = model.decoder(grid[:, None])[:, None, :].expand(-1, x.shape[0], -1)
+        log_joint = losses.bernoulli_log_likelihood(logits, x.expand(grid.numel(), -1, -1))  # (grid, batch)
+        log_joint = log_joint + losses.standard_normal_log_density(grid[:, None])[:, None]
+        log_px = torch.logsumexp(log_joint, dim=0) + math.log(dz)
+        mu, logvar = model.encoder(x)
+        log_q = losses.gaussian_log_density(grid[:, None, None], mu, logvar)
+        elbo_exact = (log_q.exp() * (log_joint - log_q)).sum(0) * dz
+        draws = losses.elbo(model, x.repeat(4000, 1), generator=gen(20)).elbo.view(4000, -1)
+    iw = losses.iw_bound(model, x, k=5000, chunk=1000, generator=gen(21))
+    gap = log_px - elbo_exact  # = KL(q(z|x) || p(z|x)) > 0
+    assert (gap > 0.01).all() and gap.max() > 0.3
+    # The single-sample ELBO is unbiased for the exact ELBO.
+    se = draws.std(0) / math.sqrt(draws.shape[0])
+    assert ((draws.mean(0) - elbo_exact).abs() < 4 * se).all()
+    # The IW bound with K = 5000 closes nearly all of the gap.
+    torch.testing.assert_close(iw, log_px, rtol=0, atol=0.05)
+    assert ((iw - log_px).abs().mean() < 0.2 * gap.mean()).item()
+
+
+def test_iw_bound_is_chunk_invariant() -> None:
+    model = small_vae()
+    x = binary_batch(8, 20, seed=21)
+    # A chunk at least K draws the same samples in one go: identical results.
+    torch.testing.assert_close(
+        losses.iw_bound(model, x, k=50, chunk=50, generator=gen(22)),
+        losses.iw_bound(model, x, k=50, chunk=500, generator=gen(22)),
+        rtol=0,
+        atol=0,
+    )
+    # Smaller chunks may draw other samples (torch's normal stream is not split-invariant), so compare in
+    # distribution: 792 rows, each an IW estimate with K = 50.
+    xs = x.repeat(99, 1)
+    means = [losses.iw_bound(model, xs, k=50, chunk=c, generator=gen(23)).mean().item() for c in (50, 7, 1)]
+    assert max(means) - min(means) < 0.02
+
+
+@pytest.mark.parametrize(("k", "chunk"), [(0, 10), (10, 0), (-1, 1)])
+def test_iw_bound_rejects_nonpositive_sizes(k: int, chunk: int) -> None:
+    model = small_vae()
+    with pytest.raises(ValueError):
+        losses.iw_bound(model, binary_batch(2, 20, seed=0), k=k, chunk=chunk)
+
+
+# --- Units ---
+
+
+def test_nats_to_bits_per_dim() -> None:
+    assert losses.nats_to_bits_per_dim(-784 * math.log(2.0)) == pytest.approx(-1.0, abs=1e-15)
+    assert losses.nats_to_bits_per_dim(-100.0) == pytest.approx(-100.0 / (784 * math.log(2.0)))
+    assert losses.nats_to_bits_per_dim(math.log(2.0), dims=1) == pytest.approx(1.0)
+    out = losses.nats_to_bits_per_dim(torch.tensor([-86.76, 0.0], dtype=F64))
+    torch.testing.assert_close(out, torch.tensor([-86.76 / (784 * math.log(2.0)), 0.0], dtype=F64))
