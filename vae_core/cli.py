@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    p.add_argument("--final-lr-fraction", type=float, default=0.0, help="cosine floor as a fraction of --lr")
+    p.add_argument("--eval-batch-size", type=positive_int, default=2000, help="batch size of the validation pass")
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -127,8 +129,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         schedule=args.schedule,
+        final_lr_fraction=args.final_lr_fraction,
         seed=args.seed,
         beta=args.beta,
+        eval_batch_size=args.eval_batch_size,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
