@@ -1,0 +1,111 @@
+"""vae_core.plots: the tile geometry exactly, and every figure renders without error (Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vae_core.model import VAE, VAEConfig  # noqa: E402
+from vae_core.plots import elbo_curves, latent_scatter, manifold, sample_figure, show_grid, tile  # noqa: E402
+from vae_core.train import EpochRecord, History  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_tile_geometry_and_values():
+    images = torch.arange(5 * 4, dtype=torch.float32).reshape(5, 4) / 20  # five 2x2 images
+    out = tile(images, nrow=3, side=2, pad=1)
+    assert out.shape == (2 * 3 - 1, 3 * 3 - 1) and out.dtype == np.float32
+    for i in range(5):
+        r, c = divmod(i, 3)
+        np.testing.assert_array_equal(out[3 * r : 3 * r + 2, 3 * c : 3 * c + 2], images[i].reshape(2, 2).numpy())
+    assert (out[2, :] == 1).all() and (out[:, 2] == 1).all() and (out[:, 5] == 1).all()  # padding is white (1)
+    assert (out[3:5, 6:8] == 1).all()  # the sixth, empty slot is blank
+    assert out.sum() == pytest.approx(images.sum().item() + (out.size - 20))
+
+
+def test_tile_default_mnist_size_and_no_pad():
+    out = tile(torch.zeros(64, 784), nrow=8)
+    assert out.shape == (8 * 29 - 1, 8 * 29 - 1)
+    assert tile(torch.zeros(3, 784), nrow=3, pad=0).shape == (28, 84)
+    assert (tile(torch.zeros(3, 784), nrow=3, pad=0) == 0).all()
+    assert tile(torch.zeros(1, 784, requires_grad=True), nrow=4).shape == (28, 4 * 29 - 1)
+
+
+def test_show_grid_inverts_for_black_ink():
+    fig, ax = plt.subplots()
+    show_grid(ax, torch.ones(4, 784), nrow=2, title="ink")
+    data = ax.get_images()[0].get_array()
+    assert data.shape == (57, 57)
+    assert (data[:28, :28] == 0).all()  # ink (1) is drawn as 0, black in the gray colormap
+    assert (data[28, :] == 0).all()  # the padding (1 in tile) is drawn black too: lines between white tiles
+    assert ax.get_title() == "ink"
+
+
+@pytest.fixture(scope="module")
+def model2() -> VAE:
+    torch.manual_seed(0)
+    return VAE(VAEConfig(hidden=(32,), z_dim=2))
+
+
+def test_sample_figure(model2):
+    means, draws = model2.sample(16, torch.Generator().manual_seed(0), binary=True)
+    fig = sample_figure(means, draws, nrow=4, title="samples")
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_images()[0].get_array().shape == (4 * 29 - 1, 4 * 29 - 1)
+    assert fig._suptitle.get_text() == "samples"
+    fig.canvas.draw()
+
+
+def test_elbo_curves():
+    rows = [EpochRecord(e, -200.0 + 10 * e, -180.0, 20.0, -195.0 + 9 * e, -170.0, 25.0, 1.0, 1e-3) for e in (1, 2, 3)]
+    ax = elbo_curves(History(rows), label="z=2")
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == ["train z=2", "validation z=2"]
+    np.testing.assert_array_equal(lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(lines[0].get_ydata(), [-190.0, -180.0, -170.0])
+    np.testing.assert_array_equal(lines[1].get_ydata(), [-186.0, -177.0, -168.0])
+    no_valid = [EpochRecord(1, -150.0, -140.0, 10.0, None, None, None, 1.0, 1e-3)]
+    _, ax2 = plt.subplots()
+    assert elbo_curves(History(no_valid), ax=ax2) is ax2
+    assert [line.get_label() for line in ax2.get_lines()] == ["train"]
+    ax.figure.canvas.draw()
+
+
+def test_manifold(model2):
+    ax = manifold(model2, n=5)
+    image = ax.get_images()[0].get_array()
+    assert image.shape == (5 * 29 - 1, 5 * 29 - 1)
+    tiles = image[:28, :28]
+    assert 0 < tiles.min() and tiles.max() < 1  # 1 - sigmoid(logits): strictly inside (0, 1)
+    assert (image[28, :] == 0).all()
+    ax.figure.canvas.draw()
+
+
+def test_manifold_needs_two_latent_dims():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="z_dim=4"):
+        manifold(VAE(VAEConfig(hidden=(32,), z_dim=4)))
+
+
+def test_latent_scatter(model2):
+    x = torch.bernoulli(torch.full((40, 784), 0.3), generator=torch.Generator().manual_seed(0))
+    mu = model2.encoder(x)[0]
+    ax = latent_scatter(mu, torch.arange(40) % 10)
+    offsets = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets, mu.detach().numpy(), rtol=1e-6)
+    assert len(ax.figure.axes) == 2  # the colorbar
+    ax.figure.canvas.draw()
+    ax = latent_scatter(mu)
+    assert len(ax.figure.axes) == 1 and ax.get_xlabel() == "$\\mu_1$"
+    ax.figure.canvas.draw()
