@@ -35,8 +35,9 @@ def scrub(nb: nbformat.NotebookNode) -> None:
     """Drop volatile metadata so re-executing an unchanged chapter gives an unchanged file."""
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
+        cell["id"] = f"cell-{i}"  # stable ids: an unchanged chapter re-executes to an unchanged file
 
 
 def execute(md: Path, timeout: int = 900) -> float:
