@@ -168,6 +168,11 @@ def test_chi2_divergence_predicts_weight_variance(model: toy.LinearGaussian, gen
     assert chi2_q.item() == pytest.approx((w / exact).var().item(), rel=0.05)
     assert chi2_q.item() < chi2_naive.item()
     assert abs(toy.chi2_divergence(post_mean, post_cov, post_mean, post_cov).item()) < 1e-10
+    # batched: one value per row, infinite only where the proposal is too narrow
+    means = torch.stack([post_mean, post_mean])
+    q_means = torch.stack([q_mean, q_mean])
+    batch = toy.chi2_divergence(means, post_cov.expand(2, 3, 3), q_means, torch.stack([q_var, 0.1 * q_var]))
+    assert batch[0].item() == pytest.approx(chi2_q.item(), rel=1e-12) and batch[1].item() == math.inf
     # a proposal much narrower than the target has infinite weight variance
     assert (
         toy.chi2_divergence(

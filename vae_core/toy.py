@@ -73,7 +73,10 @@ def gaussian_log_density(z: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     if cov.shape == mean.shape:
         return -0.5 * (LOG_2PI + cov.log() + diff.pow(2) / cov).sum(-1)
     L = torch.linalg.cholesky(cov)
-    y = torch.linalg.solve_triangular(L, diff.unsqueeze(-1), upper=False).squeeze(-1)
+    if L.dim() == 2:  # one covariance for every z: a single triangular solve
+        y = torch.linalg.solve_triangular(L, diff.reshape(-1, L.shape[0]).T, upper=False).T.reshape(diff.shape)
+    else:
+        y = torch.linalg.solve_triangular(L, diff.unsqueeze(-1), upper=False).squeeze(-1)
     logdet = 2.0 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return -0.5 * (z.shape[-1] * LOG_2PI + logdet + y.pow(2).sum(-1))
 
@@ -84,6 +87,8 @@ def sample_gaussian(mean: Tensor, cov: Tensor, n: int, generator: torch.Generato
     if cov.shape == mean.shape:
         return mean + cov.sqrt() * eps
     L = torch.linalg.cholesky(cov)
+    if L.dim() == 2:
+        return mean + eps @ L.T
     return mean + (L @ eps.unsqueeze(-1)).squeeze(-1)
 
 
@@ -212,9 +217,8 @@ def chi2_divergence(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) ->
     P1 = torch.linalg.inv(full_cov(mean1, cov1))
     P2 = torch.linalg.inv(full_cov(mean2, cov2))
     A = 2.0 * P1 - P2
-    L, info = torch.linalg.cholesky_ex(A)
-    if bool((info != 0).any()):
-        return torch.full(mean1.shape[:-1], math.inf, dtype=mean1.dtype)
+    finite = torch.linalg.cholesky_ex(A).info == 0
+    L = torch.linalg.cholesky(torch.where(finite[..., None, None], A, torch.eye(A.shape[-1], dtype=A.dtype)))
     h = 2.0 * (P1 @ mean1.unsqueeze(-1)) - P2 @ mean2.unsqueeze(-1)
     y = torch.linalg.solve_triangular(L, h, upper=False).squeeze(-1)
     log_moment = (
@@ -225,4 +229,4 @@ def chi2_divergence(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) ->
         - _quadratic(P1, mean1)
         + 0.5 * _quadratic(P2, mean2)
     )
-    return torch.expm1(log_moment)
+    return torch.where(finite, torch.expm1(log_moment), math.inf)
