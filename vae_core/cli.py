@@ -109,7 +109,7 @@ def provenance(args: argparse.Namespace, device: torch.device, seconds: float) -
     import numpy
 
     return {
-        "command": "python -m vae_core " + shlex.join(sys.argv[1:]),
+        "command": "python -m vae_core " + shlex.join(getattr(args, "argv", sys.argv[1:])),
         "seed": args.seed,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
@@ -205,7 +205,9 @@ COMMANDS = {"download": cmd_download, "train": cmd_train, "evaluate": cmd_evalua
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the provenance records this command, also when main() is called in-process
     try:
         return COMMANDS[args.command](args)
     except (data.DataError, CheckpointError, TrainingError, ValueError) as err:

@@ -1,0 +1,304 @@
+"""vae_core.cli: every user error exits 2 with a clear message; train, evaluate, sample and download work end to end.
+
+The data is a tiny fake binarized MNIST (200/50/50 random rows) served from a mirror folder, with its md5s patched in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core import cli, data
+from vae_core.checkpoint import load_checkpoint, load_model
+
+ROWS = {"train": 200, "valid": 50, "test": 50}
+TRAIN = ["train", "--dataset", "binarized-mnist", "--epochs", "2", "--hidden", "32", "--z-dim", "2"]
+TRAIN += ["--device", "cpu", "--threads", "1", "--no-progress"]
+
+
+def amat(bits: np.ndarray) -> bytes:
+    return b"".join(b" ".join(b"%d" % v for v in row) + b"\n" for row in bits)
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A mirror of fake .amat files, a cache folder, patched md5s, unreachable public URLs, and one trained run."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    md5s = {}
+    for split, n in ROWS.items():
+        name = f"binarized_mnist_{split}.amat"
+        raw = amat((rng.random((n, 784)) < 0.2).astype(np.uint8))
+        (root / "mirror" / "binarized_mnist").mkdir(parents=True, exist_ok=True)
+        (root / "mirror" / "binarized_mnist" / name).write_bytes(raw)
+        md5s[name] = hashlib.md5(raw).hexdigest()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VAE_DATA_MIRROR", str(root / "mirror"))
+        mp.setenv("VAE_DATA_DIR", str(root / "cache"))
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        for name, value in md5s.items():
+            mp.setitem(data.MD5, name, value)
+        for subdir in data.PUBLIC_URLS:
+            mp.setitem(data.PUBLIC_URLS, subdir, (dead_url(),))
+        mp.setattr(data, "TIMEOUT_S", 5)
+        threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        assert cli.main([*TRAIN, "--out", str(root / "run")]) == 0
+        yield root
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def fails(capsys, argv: list[str], message: str) -> str:
+    """Run the CLI in-process; it must exit with code 2 and print `message` on stderr."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert message in captured.err, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+# ---------------------------------------------------------------- success paths
+
+
+def test_train_writes_all_outputs(world):
+    run = world / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "history.json", "model", "provenance.json"]
+    assert sorted(p.name for p in (run / "model").iterdir()) == ["config.json", "model.safetensors"]
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(r["train_elbo"] < 0 and r["valid_elbo"] < 0 for r in history)
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["command"] == "python -m vae_core " + " ".join([*TRAIN, "--out", str(run)])
+    assert provenance["seed"] == 0 and provenance["dataset"] == "binarized-mnist" and provenance["device"] == "cpu"
+    assert provenance["train_config"]["epochs"] == 2
+    assert provenance["versions"]["torch"] == torch.__version__
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["config"] == {"x_dim": 784, "hidden": [32], "z_dim": 2, "activation": "tanh"}
+    assert config["provenance"] == provenance
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["history"] == history
+    assert_same_weights(load_model(run / "model"), load_model(run / "checkpoint.pt"))
+
+
+def test_evaluate_json(world, capsys):
+    argv = ["evaluate", "--checkpoint", str(world / "run" / "checkpoint.pt"), "--split", "test", "--iw-samples", "5"]
+    assert cli.main([*argv, "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dataset"] == "binarized-mnist" and result["split"] == "test" and result["n"] == 50
+    assert result["elbo_nats"] < 0
+    assert result["elbo_nats"] == pytest.approx(result["reconstruction_nats"] - result["kl_nats"], rel=1e-6)
+    assert result["iw_samples"] == 5 and result["log_likelihood_stderr"] > 0
+    assert result["log_likelihood_nats"] > result["elbo_nats"] - 3 * result["log_likelihood_stderr"]
+    assert result["bits_per_dim"] == pytest.approx(-result["log_likelihood_nats"] / (784 * np.log(2)))
+    # The shareable folder gives the same numbers, and --limit evaluates a prefix.
+    shareable = [*argv, "--json", "--device", "cpu"]
+    shareable[shareable.index("--checkpoint") + 1] = str(world / "run" / "model")
+    assert cli.main(shareable) == 0
+    assert json.loads(capsys.readouterr().out) == result
+    assert cli.main([*argv, "--limit", "10", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "n: 10" in text and "elbo_nats: -" in text
+
+
+def test_sample_writes_png(world, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert cli.main(["sample", "--checkpoint", str(world / "run" / "model"), "-n", "16", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {out}" in capsys.readouterr().out
+    binary = tmp_path / "binary.png"
+    assert (
+        cli.main(["sample", "--checkpoint", str(world / "run" / "checkpoint.pt"), "--binary", "--out", str(binary)])
+        == 0
+    )
+    assert binary.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.png", "grid.png"]
+
+
+def test_interrupted_train_resumes_to_the_same_result(world, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    real_fit = cli.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def hook(epoch, model, history):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, hook=hook)
+
+    monkeypatch.setattr(cli, "fit", interrupted_fit)
+    assert cli.main([*TRAIN, "--out", str(out)]) == 130
+    assert "rerun with --resume" in capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(cli, "fit", real_fit)
+    assert cli.main([*TRAIN, "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+
+    def strip(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    reference = json.loads((world / "run" / "history.json").read_text())
+    assert strip(json.loads((out / "history.json").read_text())) == strip(reference)
+    assert_same_weights(load_model(out / "model"), load_model(world / "run" / "model"))
+
+
+def test_resume_with_other_settings_fails(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out).mkdir()
+    (out / "checkpoint.pt").write_bytes((world / "run" / "checkpoint.pt").read_bytes())
+    argv = [*TRAIN, "--out", str(out), "--resume"]
+    argv[argv.index("--epochs") + 1] = "3"
+    fails(capsys, argv, "other settings")
+
+
+def test_download_from_mirror(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    assert cli.main(["download", "--dataset", "binarized-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("binarized-mnist: ") == 3
+    assert files_under(tmp_path / "cache") == [
+        f"binarized_mnist/binarized_mnist_{s}.amat" for s in ("test", "train", "valid")
+    ]
+    for split in ROWS:
+        name = f"binarized_mnist_{split}.amat"
+        assert (tmp_path / "cache" / "binarized_mnist" / name).read_bytes() == (
+            world / "mirror" / "binarized_mnist" / name
+        ).read_bytes()
+
+
+def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(data.MD5, "binarized_mnist_valid.amat", "0" * 32)
+    err = fails(capsys, ["download", "--dataset", "binarized-mnist"], "binarized_mnist_valid.amat")
+    assert "checksum mismatch" in err
+    assert "binarized_mnist/binarized_mnist_valid.amat" not in files_under(tmp_path / "cache")
+    assert not any(".tmp" in f or "valid" in f for f in files_under(tmp_path / "cache"))
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "run")], "checksum mismatch")
+    assert not any("valid" in f for f in files_under(tmp_path / "cache"))
+
+
+# ---------------------------------------------------------------- errors: exit code 2 and a message
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--z-dim", "0"], "must be a positive integer, got 0"),
+        (["--epochs", "-1"], "must be zero or more, got -1"),
+        (["--hidden", "0,5"], "hidden sizes must be positive integers"),
+        (["--hidden", "a,b"], "hidden sizes are integers"),
+        (["--lr", "0"], "must be a positive number"),
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--activation", "swish"], "invalid choice: 'swish'"),
+    ],
+)
+def test_train_argument_errors(capsys, tmp_path, change, message):
+    fails(capsys, ["train", "--out", str(tmp_path), *change], message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("gpu", "unknown device 'gpu'"), ("tpu", "unknown device")]
+    + ([("cuda", "no CUDA GPU")] if not torch.cuda.is_available() else []),
+)
+def test_bad_device(capsys, tmp_path, device, message):
+    fails(capsys, ["train", "--out", str(tmp_path / "run"), "--device", device], message)
+    assert not (tmp_path / "run").exists()
+    fails(capsys, ["evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--device", device], message)
+
+
+def test_bad_beta_fails(world, capsys, tmp_path):
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--beta", "-1"], "beta must be >= 0")
+
+
+def test_missing_checkpoint(capsys, tmp_path):
+    fails(capsys, ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--device", "cpu"], "no checkpoint at")
+    fails(
+        capsys, ["sample", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "a.png")], "no checkpoint"
+    )
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_foreign_checkpoint(capsys, tmp_path):
+    torch.save({"a": 1}, tmp_path / "foreign.pt")
+    fails(
+        capsys,
+        ["evaluate", "--checkpoint", str(tmp_path / "foreign.pt"), "--device", "cpu"],
+        "not a vae_core checkpoint",
+    )
+    fails(
+        capsys,
+        ["sample", "--checkpoint", str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "a.png")],
+        "not a vae_core checkpoint",
+    )
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_sample_needs_png(world, capsys, tmp_path):
+    fails(
+        capsys,
+        ["sample", "--checkpoint", str(world / "run" / "model"), "--out", str(tmp_path / "x.jpg")],
+        "must name a .png file",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: command"),
+        (["fly"], "invalid choice: 'fly'"),
+        (["train"], "the following arguments are required: --out"),
+        (["sample", "--checkpoint", "c.pt", "--out", "a.png", "-n", "0"], "must be a positive integer"),
+        (["evaluate", "--checkpoint", "c.pt", "--split", "dev"], "invalid choice: 'dev'"),
+        (["download", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    ],
+)
+def test_usage_errors(capsys, argv, message):
+    err = fails(capsys, argv, message)
+    assert err.startswith("usage: python -m vae_core")
+
+
+def test_module_help_in_a_subprocess():
+    done = subprocess.run([sys.executable, "-m", "vae_core", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m vae_core")
+    for command in ("download", "train", "evaluate", "sample"):
+        assert command in done.stdout
