@@ -62,3 +62,9 @@ def active_units(model: VAE, x: Tensor, threshold: float = 1e-2, batch_size: int
     means = torch.cat([model.encoder(x[s : s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])
     variance = means.double().var(dim=0)
     return int((variance > threshold).sum().item()), variance
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, x: Tensor, batch_size: int = 2000) -> Tensor:
+    """The encoder means mu_phi(x) of q(z|x), in batches."""
+    return torch.cat([model.encoder(x[s : s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])

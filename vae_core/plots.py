@@ -90,3 +90,34 @@ def latent_scatter(mu: Tensor, labels: Tensor | None = None, ax: Axes | None = N
     ax.set_xlabel("$\\mu_1$")
     ax.set_ylabel("$\\mu_2$")
     return ax
+
+
+@torch.no_grad()
+def reconstructions(model: VAE, x: Tensor, nrow: int = 8) -> Figure:
+    """Images beside their reconstructions: the Bernoulli means f(mu(x)) decoded at the posterior mean."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = x.to(device)
+    means = torch.sigmoid(model.decoder(model.encoder(x)[0]))
+    model.train(was_training)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4.3))
+    show_grid(left, x, nrow, "test images $x$")
+    show_grid(right, means, nrow, "reconstructions $f_\\theta(\\mu_\\phi(x))$")
+    fig.tight_layout()
+    return fig
+
+
+def iw_curve(ks: list[int], means: list[float], stderrs: list[float], ax: Axes | None = None) -> Axes:
+    """The importance-weighted bound against the number of samples K (log axis), with +- 2 standard errors."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    lo = [m - 2 * s for m, s in zip(means, stderrs, strict=True)]
+    hi = [m + 2 * s for m, s in zip(means, stderrs, strict=True)]
+    ax.fill_between(ks, lo, hi, alpha=0.25)
+    ax.plot(ks, means, "o-")
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples $K$")
+    ax.set_ylabel("$\\mathcal{L}_K$ (nats per image)")
+    ax.grid(alpha=0.3)
+    return ax
