@@ -90,3 +90,18 @@ def test_paired_sources_are_excluded_from_sphinx() -> None:
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"{rel} is not in exclude_patterns"
     for page in ("book/intro.md", "book/references.md"):
         assert not any(fnmatch.fnmatch(page, p) for p in patterns), f"{page} must not be excluded"
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    """The README's two set-up commands are the ones `.ci/run` runs on a fresh clone."""
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    setup = " && ".join(
+        [
+            "python3 -m venv .venv",
+            ".venv/bin/pip install -r requirements.txt",
+            ".venv/bin/jupyter-book build . -W -n --keep-going",
+        ]
+    )
+    assert setup in readme and ".venv/bin/python -m pytest\n" in readme
+    for command in setup.split(" && ")[2:] + [".venv/bin/python -m pytest"]:
+        assert command in ci, command

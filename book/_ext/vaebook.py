@@ -5,10 +5,13 @@
 - Copies each chapter's jupytext `.md` source next to its `.ipynb` under `_sources/` and adds a `.md` entry to the
   theme's download menu (the `.md` files are excluded from Sphinx, which renders the executed `.ipynb`).
 - Adds `custom.css` (figures stay readable in dark mode).
+- `VAE_BOOK_EXECUTE=cache` (or `force`) in the environment switches the build from rendering the committed outputs to
+  executing the notebooks through Jupyter Book's cache (`_build/.jupyter_cache`), so an unchanged rebuild is fast.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from importlib.metadata import version
 from pathlib import Path
@@ -16,10 +19,12 @@ from typing import Any
 
 import jupyter_server_mathjax
 from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "_static"
 MATHJAX_SRC = Path(jupyter_server_mathjax.__file__).parent / "static"
+EXECUTE_ENV = "VAE_BOOK_EXECUTE"
 MATHJAX_DIR = "mathjax"
 MATHJAX_PATH = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 # The package ships only the STIX-Web fonts and the combined "-full" configuration; configure MathJax for exactly
@@ -109,6 +114,13 @@ def configure(app: Sphinx, config: Any) -> None:
     """Serve `book/_static` (custom.css) from `_static`; start in the reader's light/dark setting."""
     config.html_static_path.append(str(STATIC))
     config.html_context.setdefault("default_mode", "auto")
+    mode = os.environ.get(EXECUTE_ENV)
+    if mode:
+        if mode not in ("cache", "force"):
+            raise ValueError(f"{EXECUTE_ENV} must be 'cache' or 'force', not {mode!r}")
+        config.nb_execution_mode = mode
+        # Run every chapter, write each failure's traceback to `reports/`; `check_execution` then fails the build.
+        config.nb_execution_raise_on_error = False
 
 
 def drop_thebe(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -117,11 +129,27 @@ def drop_thebe(app: Sphinx, pagename: str, templatename: str, context: dict[str,
     scripts[:] = [js for js in scripts if "thebe" not in f"{js.filename} {js.attributes.get('body', '')}".lower()]
 
 
+def check_execution(app: Sphinx, exception: Exception | None) -> None:
+    """Fail the build when a notebook failed to execute, naming the chapter and its traceback report."""
+    if exception is not None or app.config.nb_execution_mode == "off":
+        return
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    failed = []
+    for doc in sorted(app.env.found_docs):
+        result = NbMetadataCollector.get_exec_data(app.env, doc)
+        if result and result.get("traceback"):
+            failed.append(f"{doc} (failing cell and traceback: {Path(app.outdir) / 'reports' / doc}.err.log)")
+    if failed:
+        raise ExtensionError("notebook execution failed in " + "; ".join(failed))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", configure)
     app.connect("html-page-context", drop_thebe, priority=900)
     app.connect("builder-inited", use_local_mathjax, priority=900)
     app.connect("html-page-context", add_markdown_download, priority=900)
     app.connect("build-finished", copy_assets)
+    app.connect("build-finished", check_execution, priority=900)
     app.add_css_file("custom.css")
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
