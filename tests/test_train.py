@@ -181,6 +181,24 @@ def test_nan_data_raises_and_keeps_last_good_checkpoint(tmp_path, train_x):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind
 
 
+def test_nan_error_names_the_step(train_x):
+    """One NaN row: the error names the epoch and the step whose minibatch holds it (the first draw is the shuffle)."""
+    config = TrainConfig(epochs=1, batch_size=32, seed=4)
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(config.seed))
+    row = int(order[5 * 32 + 3])  # lands in step 5 of epoch 1
+    poisoned = train_x.clone()
+    poisoned[row, 10] = float("nan")
+    with pytest.raises(TrainingError, match=r"at epoch 1, step 5;"):
+        fit(new_model(), poisoned, None, config, progress=False)
+
+
+def test_data_on_another_device_is_refused(train_x):
+    with pytest.raises(ValueError, match="must live on the model's device"):
+        fit(new_model(), torch.empty(8, 784, device="meta"), None, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="must live on the model's device"):
+        fit(new_model(), train_x, torch.empty(8, 784, device="meta"), TrainConfig(epochs=1), progress=False)
+
+
 def test_huge_learning_rate_raises_training_error(train_x):
     config = TrainConfig(epochs=3, batch_size=32, lr=1e6, schedule="constant")
     with pytest.raises(TrainingError, match=r"at epoch \d+, step \d+"):
