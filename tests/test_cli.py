@@ -224,6 +224,7 @@ def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
         (["--hidden", "0,5"], "hidden sizes must be positive integers"),
         (["--hidden", "a,b"], "hidden sizes are integers"),
         (["--lr", "0"], "must be a positive number"),
+        (["--eval-batch-size", "0"], "must be a positive integer, got 0"),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--activation", "swish"], "invalid choice: 'swish'"),
     ],
@@ -244,8 +245,9 @@ def test_bad_device(capsys, tmp_path, device, message):
     fails(capsys, ["evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--device", device], message)
 
 
-def test_bad_beta_fails(world, capsys, tmp_path):
+def test_bad_train_config_fails(world, capsys, tmp_path):
     fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--beta", "-1"], "beta must be >= 0")
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--final-lr-fraction", "2"], "final_lr_fraction must be")
 
 
 def test_missing_checkpoint(capsys, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vae_core import losses
-from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood
+from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood, posterior_means
 from vae_core.model import VAE, VAEConfig
 
 CONFIG = VAEConfig(hidden=(64,), z_dim=4)
@@ -125,3 +125,9 @@ def test_active_units_counts_varying_dimensions(x):
     # The variance is Var_x of the posterior means, computed in batches.
     mu = model.encoder(x)[0].detach().double()
     assert torch.allclose(variance, mu.var(dim=0), rtol=1e-6)
+
+
+def test_posterior_means_in_batches(model, x):
+    mu = posterior_means(model, x, batch_size=64)
+    assert mu.shape == (300, 4) and not mu.requires_grad
+    assert torch.allclose(mu, model.encoder(x)[0].detach(), atol=1e-6)

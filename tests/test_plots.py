@@ -12,7 +12,16 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from vae_core.model import VAE, VAEConfig  # noqa: E402
-from vae_core.plots import elbo_curves, latent_scatter, manifold, sample_figure, show_grid, tile  # noqa: E402
+from vae_core.plots import (  # noqa: E402
+    elbo_curves,
+    iw_curve,
+    latent_scatter,
+    manifold,
+    reconstructions,
+    sample_figure,
+    show_grid,
+    tile,
+)
 from vae_core.train import EpochRecord, History  # noqa: E402
 
 
@@ -108,4 +117,30 @@ def test_latent_scatter(model2):
     ax.figure.canvas.draw()
     ax = latent_scatter(mu)
     assert len(ax.figure.axes) == 1 and ax.get_xlabel() == "$\\mu_1$"
+    ax.figure.canvas.draw()
+
+
+def test_reconstructions(model2):
+    x = torch.bernoulli(torch.full((8, 784), 0.3), generator=torch.Generator().manual_seed(0))
+    model2.train()
+    fig = reconstructions(model2, x, nrow=4)
+    assert model2.training  # the mode is restored
+    left, right = (ax.get_images()[0].get_array() for ax in fig.axes)
+    assert left.shape == right.shape == (2 * 29 - 1, 4 * 29 - 1)
+    np.testing.assert_array_equal(left[:28, :28], 1 - x[0].reshape(28, 28).numpy())
+    expected = torch.sigmoid(model2.decoder(model2.encoder(x[:1])[0]))  # decoded at the posterior mean, no noise
+    np.testing.assert_allclose(right[:28, :28], 1 - expected.detach().reshape(28, 28).numpy(), atol=1e-6)
+    fig.canvas.draw()
+
+
+def test_iw_curve():
+    ax = iw_curve([1, 10, 100], [-100.0, -98.0, -97.5], [0.5, 0.4, 0.3])
+    line = ax.get_lines()[0]
+    np.testing.assert_array_equal(line.get_xdata(), [1, 10, 100])
+    np.testing.assert_array_equal(line.get_ydata(), [-100.0, -98.0, -97.5])
+    assert ax.get_xscale() == "log"
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == pytest.approx(-101.0) and band[:, 1].max() == pytest.approx(-96.9)
+    with pytest.raises(ValueError):
+        iw_curve([1, 10], [-100.0], [0.5, 0.4])
     ax.figure.canvas.draw()
