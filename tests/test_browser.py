@@ -151,6 +151,21 @@ IMAGES = """async () => {
   return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.getAttribute('src'));
 }"""
 
+FIGURES = r"""() => {
+  const problems = [];
+  document.querySelectorAll('article img').forEach(img => {
+    const alt = (img.getAttribute('alt') || '').trim();
+    const src = img.getAttribute('src') || '';
+    if (!alt || alt === src || /\.(png|jpe?g|svg|gif)$/i.test(alt)) problems.push(`image without alt text: ${src}`);
+    if (img.closest('.cell_output') && !img.closest('figure')) problems.push(`output image outside a figure: ${src}`);
+  });
+  document.querySelectorAll('article figure').forEach(fig => {
+    const caption = fig.querySelector('figcaption');
+    if (!caption || !caption.textContent.trim()) problems.push(`figure without caption: ${fig.id}`);
+  });
+  return problems;
+}"""
+
 LINKS = "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
 SIDEBAR = "() => [...document.querySelectorAll('nav.bd-docs-nav a.reference.internal')].map(a => a.href)"
 
@@ -201,6 +216,7 @@ def test_page(site: str, browser: object, page: str) -> None:
         problems = tab.evaluate(MATH_PROBLEMS)
         assert not problems, f"{page}: {problems}"
         assert not missing_images, f"{page}: images that did not load: {missing_images}"
+        assert not (figures := tab.evaluate(FIGURES)), f"{page}: {figures}"
         assert not browser.outside, f"requests outside 127.0.0.1: {sorted(set(browser.outside))}"  # type: ignore[attr-defined]
         assert not (bad := broken_links(site, tab.evaluate(LINKS))), f"{page}: broken internal links: {bad}"
         sidebar = {link.split("#")[0] for link in tab.evaluate(SIDEBAR)}
