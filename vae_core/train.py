@@ -101,6 +101,21 @@ def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
 
 
+FINITE_CHECK_EVERY = 50
+"""Steps between checks that the loss is finite (each check waits for a GPU); the epoch's last step is checked too."""
+
+
+def _check_finite(objectives: Tensor, first: int, epoch: int) -> None:
+    """Raise TrainingError naming the first step from `first` on whose loss (in `objectives`) is NaN or infinite."""
+    bad = ~torch.isfinite(objectives)
+    if bad.any():
+        step = first + int(bad.nonzero()[0, 0])
+        raise TrainingError(
+            f"the loss became {objectives[step - first].item()} at epoch {epoch}, step {step}; the last good "
+            "checkpoint (if any) is kept. Lower the learning rate (--lr) or check the data for values outside [0, 1]."
+        )
+
+
 def train_epoch(
     model: VAE,
     optimizer: torch.optim.Optimizer,
@@ -112,12 +127,18 @@ def train_epoch(
     dynamic: bool,
     epoch: int,
 ) -> tuple[float, float, float]:
-    """One pass over shuffled minibatches of the device-resident `x`; return the mean ELBO, reconstruction and KL."""
+    """One pass over shuffled minibatches of the device-resident `x`; return the mean ELBO, reconstruction and KL.
+
+    Per-step statistics stay on the device and are read once per epoch; the loss is checked for NaN every
+    FINITE_CHECK_EVERY steps, and a TrainingError names the first bad step.
+    """
     model.train()
     n = x.shape[0]
     order = torch.randperm(n, generator=generator, device=x.device)
-    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for i, start in enumerate(range(0, n, config.batch_size)):
+    starts = range(0, n, config.batch_size)
+    stats = torch.empty(len(starts), 4, dtype=torch.float32, device=x.device)  # loss, ELBO, rec., KL sums per step
+    checked = 0
+    for i, start in enumerate(starts):
         batch = x[order[start : start + config.batch_size]]
         if dynamic:
             batch = torch.bernoulli(batch, generator=generator)
@@ -125,17 +146,18 @@ def train_epoch(
             group["lr"] = learning_rate(config, first_step + i, total_steps)
         terms = losses.elbo(model, batch, generator, config.beta)
         objective = -terms.elbo.mean()
-        if not torch.isfinite(objective):
-            raise TrainingError(
-                f"the loss became {objective.item()} at epoch {epoch}, step {i}; the last good checkpoint (if any) is "
-                "kept. Lower the learning rate (--lr) or check the data for values outside [0, 1]."
-            )
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
         with torch.no_grad():
-            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-    elbo, rec, kl = (sums / n).tolist()
+            torch.stack([objective, terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()], out=stats[i])
+        if i + 1 - checked == FINITE_CHECK_EVERY or i + 1 == len(starts):
+            _check_finite(stats[checked : i + 1, 0], checked, epoch)
+            checked = i + 1
+    sums = [0.0, 0.0, 0.0]
+    for row in stats[:, 1:].tolist():  # float64 sums, step by step, in order
+        sums = [s + v for s, v in zip(sums, row, strict=True)]
+    elbo, rec, kl = (s / n if n else math.nan for s in sums)
     return elbo, rec, kl
 
 
