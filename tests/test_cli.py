@@ -273,6 +273,13 @@ def test_foreign_checkpoint(capsys, tmp_path):
     assert not (tmp_path / "a.png").exists()
 
 
+def test_unwritable_out_fails_cleanly(world, capsys, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "taken")], "File exists")
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "taken" / "run")], "Not a directory")
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
 def test_sample_needs_png(world, capsys, tmp_path):
     fails(
         capsys,

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # the provenance records this command, also when main() is called in-process
     try:
         return COMMANDS[args.command](args)
-    except (data.DataError, CheckpointError, TrainingError, ValueError) as err:
+    except (data.DataError, CheckpointError, TrainingError, ValueError, OSError) as err:  # OSError: a bad --out
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
