@@ -5,9 +5,11 @@ The data is a tiny fake binarized MNIST (200/50/50 random rows) served from a mi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,11 @@ def amat(bits: np.ndarray) -> bytes:
     return b"".join(b" ".join(b"%d" % v for v in row) + b"\n" for row in bits)
 
 
+def idx_gz(array: np.ndarray) -> bytes:
+    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
+
+
 def dead_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,6 +52,17 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(0)
     md5s = {}
+    mnist = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (40, 28, 28)),
+        "train-labels-idx1-ubyte.gz": np.arange(40) % 10,
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (10, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": np.arange(10) % 10,
+    }
+    (root / "mirror" / "mnist").mkdir(parents=True)
+    for name, array in mnist.items():
+        raw = idx_gz(array)
+        (root / "mirror" / "mnist" / name).write_bytes(raw)
+        md5s[name] = hashlib.md5(raw).hexdigest()
     for split, n in ROWS.items():
         name = f"binarized_mnist_{split}.amat"
         raw = amat((rng.random((n, 784)) < 0.2).astype(np.uint8))
@@ -60,6 +78,7 @@ def world(tmp_path_factory):
         for subdir in data.PUBLIC_URLS:
             mp.setitem(data.PUBLIC_URLS, subdir, (dead_url(),))
         mp.setattr(data, "TIMEOUT_S", 5)
+        mp.setattr(data, "MNIST_VALID_SIZE", 10)
         threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
         assert cli.main([*TRAIN, "--out", str(root / "run")]) == 0
         yield root
@@ -151,6 +170,22 @@ def test_sample_writes_png(world, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["binary.png", "grid.png"]
 
 
+def test_grey_mnist_trains_and_evaluates_with_dynamic_binarization(world, tmp_path, capsys):
+    argv = [*TRAIN, "--out", str(tmp_path / "run")]
+    argv[argv.index("binarized-mnist")] = "mnist"
+    assert cli.main(argv) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == 2 and all(r["train_elbo"] < 0 for r in history)
+    evaluate = ["evaluate", "--checkpoint", str(tmp_path / "run" / "model"), "--dataset", "mnist", "--split", "valid"]
+    evaluate += ["--device", "cpu", "--json", "--iw-samples", "3"]
+    assert cli.main(evaluate) == 0 and cli.main(evaluate) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert first == second  # the binarization is seeded
+    assert first["n"] == 10 and first["elbo_nats"] < 0
+    assert cli.main([*evaluate, "--seed", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["elbo_nats"] != first["elbo_nats"]
+
+
 def test_interrupted_train_resumes_to_the_same_result(world, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     real_fit = cli.fit
@@ -200,6 +235,14 @@ def test_download_from_mirror(world, tmp_path, capsys, monkeypatch):
         assert (tmp_path / "cache" / "binarized_mnist" / name).read_bytes() == (
             world / "mirror" / "binarized_mnist" / name
         ).read_bytes()
+
+
+def test_download_all(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
+    assert cli.main(["download"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["binarized-mnist"] * 3 + ["mnist"] * 4
+    assert len(files_under(tmp_path / "cache")) == 7
 
 
 def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
