@@ -289,7 +289,7 @@ def test_bad_device(capsys, tmp_path, device, message):
 
 
 def test_bad_train_config_fails(world, capsys, tmp_path):
-    fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--beta", "-1"], "beta must be >= 0")
+    fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--beta", "-1"], "beta must be a finite number >= 0")
     fails(capsys, [*TRAIN, "--out", str(tmp_path / "run"), "--final-lr-fraction", "2"], "final_lr_fraction must be")
 
 

@@ -219,6 +219,8 @@ def test_huge_learning_rate_raises_training_error(train_x):
         {"final_lr_fraction": -0.1},
         {"final_lr_fraction": 1.5},
         {"beta": -1.0},
+        {"beta": float("nan")},
+        {"beta": float("inf")},
     ],
 )
 def test_train_config_rejects_bad_values(kwargs):
