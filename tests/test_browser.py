@@ -62,12 +62,17 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="session")
-def site() -> Iterator[str]:
-    """Build the book (incrementally) and serve `_build/html` on 127.0.0.1; yield the base URL."""
-    exe = chromium()
-    assert exe
+def built() -> Path:
+    """Build the book with the README's command (incremental: seconds after a build); return `_build/html`."""
     done = subprocess.run(BUILD, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, f"book build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return HTML
+
+
+@pytest.fixture(scope="session")
+def site(built: Path) -> Iterator[str]:
+    """Serve `_build/html` on 127.0.0.1; yield the base URL."""
+    chromium()
     handler = functools.partial(QuietHandler, directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -240,3 +245,21 @@ def test_every_page_is_checked(site: str) -> None:
     built = {p.relative_to(HTML).with_suffix("").as_posix() for p in HTML.rglob("*.html")}
     built = {p for p in built if not p.startswith(("_static/", "_sources/", "reports/"))}
     assert built <= {*PAGES, "index"}, f"pages not checked: {sorted(built - {*PAGES, 'index'})}"
+
+
+REMOTE = re.compile(
+    r"""<script[^>]*\ssrc=["']https?://|<link[^>]*\shref=["']https?://[^>]*>|url\(\s*["']?https?://|@import\s+["']?https?://""",
+    re.IGNORECASE,
+)
+
+
+def test_no_remote_assets_in_the_build(built: Path) -> None:
+    """No page or stylesheet names a script, style or font on another host (the browser test also watches requests)."""
+    offenders = []
+    for path in [*built.rglob("*.html"), *built.rglob("*.css")]:
+        for match in REMOTE.finditer(path.read_text(errors="replace")):
+            tag = match.group(0)
+            if "<link" in tag.lower() and not re.search(r"rel=[\"'](stylesheet|preload|icon|modulepreload)", tag):
+                continue
+            offenders.append(f"{path.relative_to(built)}: {tag[:120]}")
+    assert not offenders, "remote assets:\n" + "\n".join(offenders[:20])
