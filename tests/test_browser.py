@@ -224,6 +224,11 @@ def test_page(site: str, browser: object, page: str) -> None:
         assert not (figures := tab.evaluate(FIGURES)), f"{page}: {figures}"
         assert not browser.outside, f"requests outside 127.0.0.1: {sorted(set(browser.outside))}"  # type: ignore[attr-defined]
         assert not (bad := broken_links(site, tab.evaluate(LINKS))), f"{page}: broken internal links: {bad}"
+        if (ROOT / f"{page}.ipynb").exists():
+            links = set(tab.evaluate(LINKS))
+            for suffix in (".ipynb", ".md"):
+                source = urllib.parse.urljoin(site, f"_sources/{page}{suffix}")
+                assert source in links, f"{page}: no download link to its {suffix} source"
         sidebar = {link.split("#")[0] for link in tab.evaluate(SIDEBAR)}
         missing = [p for p in toc_pages()[1:] if page_url(site, p) not in sidebar]
         assert not missing, f"{page}: sidebar lacks {missing}"
