@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the terminal bar: tqdm.auto warns in kernels without ipywidgets
 
 from vae_core import losses
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
