@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
-import pooch
 import torch
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)  # pooch imports tqdm.auto, which warns in kernels without ipywidgets
+    import pooch
 
 DATASETS: tuple[str, ...] = ("binarized-mnist", "mnist")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
