@@ -86,12 +86,7 @@ def world(tmp_path_factory):
         torch.use_deterministic_algorithms(deterministic)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:

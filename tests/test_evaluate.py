@@ -14,12 +14,7 @@ from vae_core.model import VAE, VAEConfig
 CONFIG = VAEConfig(hidden=(64,), z_dim=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

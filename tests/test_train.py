@@ -39,13 +39,7 @@ def valid_x(data) -> torch.Tensor:
     return data[256:]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One CPU thread: these tiny models gain nothing from two, and on a busy machine threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def new_model(seed: int = 0, config: VAEConfig = MODEL) -> VAE:
