@@ -121,3 +121,13 @@ def iw_curve(ks: list[int], means: list[float], stderrs: list[float], ax: Axes |
     ax.set_ylabel("$\\mathcal{L}_K$ (nats per image)")
     ax.grid(alpha=0.3)
     return ax
+
+
+def sample_snapshots(snapshots: dict[str, tuple[Tensor, Tensor]], nrow: int = 8) -> Figure:
+    """One row per snapshot (e.g. before, halfway, after training): Bernoulli means beside binary draws."""
+    fig, axes = plt.subplots(len(snapshots), 2, figsize=(8, 2.4 * len(snapshots)), squeeze=False)
+    for (title, (means, draws)), (left, right) in zip(snapshots.items(), axes, strict=True):
+        show_grid(left, means, nrow, f"{title}: means $f_\\theta(z)$")
+        show_grid(right, draws, nrow, f"{title}: draws $x \\sim$ Bern$(f_\\theta(z))$")
+    fig.tight_layout()
+    return fig
