@@ -57,9 +57,7 @@ def loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: 
 
 
 @torch.no_grad()
-def iw_bound(
-    model: VAE, x: Tensor, k: int, chunk: int = 100, generator: torch.Generator | None = None
-) -> Tensor:
+def iw_bound(model: VAE, x: Tensor, k: int, chunk: int = 100, generator: torch.Generator | None = None) -> Tensor:
     """log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k ~ q(z|x), per example, streamed in chunks of K.
 
     Only a chunk x batch x M tensor of logits exists at a time; the chunks are merged with a running logsumexp.

@@ -41,9 +41,7 @@ def pick_device(requested: str | None = None) -> torch.device:
         raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for but this torch sees no CUDA GPU; use --device cpu or auto")
-    if device.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("MPS was asked for but is not available here; use --device cpu or auto")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or mps")
