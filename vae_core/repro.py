@@ -46,3 +46,15 @@ def pick_device(requested: str | None = None) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or mps")
     return device
+
+
+def setup_chapter(threads: int | None = 1, seed: int = 0) -> torch.Generator:
+    """Every chapter's first line: deterministic kernels on `threads` CPU threads, all seeds set, no tqdm notice.
+
+    Returns a torch.Generator seeded with `seed`.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+    make_deterministic(threads)
+    return seed_everything(seed)
