@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-lr-fraction", type=float, default=0.0, help="cosine floor as a fraction of --lr")
     p.add_argument("--eval-batch-size", type=positive_int, default=2000, help="batch size of the validation pass")
     p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="the bound training maximizes")
+    p.add_argument("--k", type=positive_int, default=1, help="importance samples of the iwae objective")
+    p.add_argument("--keep-best", action="store_true", help="keep the epoch with the best validation ELBO")
+    p.add_argument("--kl-warmup-epochs", type=non_negative_int, default=0, help="ramp beta up from 0 over N epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: 2 for determinism)")
@@ -133,6 +137,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         beta=args.beta,
         eval_batch_size=args.eval_batch_size,
+        objective=args.objective,
+        k=args.k,
+        keep_best=args.keep_best,
+        kl_warmup_epochs=args.kl_warmup_epochs,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
@@ -149,6 +157,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - tic
     atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")
     record = {"dataset": args.dataset, "train_config": asdict(config), **provenance(args, device, seconds)}
+    if config.keep_best and history.records:
+        record["selected_epoch"] = max(history.records, key=lambda r: r.valid_elbo).epoch
     save_shareable(args.out / "model", model.cpu(), {"provenance": record})
     atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
     last = history.records[-1] if history.records else None

@@ -51,6 +51,23 @@ def elbo(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: 
     return ELBOTerms(elbo=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
 
 
+def iw_objective(model: VAE, x: Tensor, k: int, generator: torch.Generator | None = None) -> tuple[Tensor, ELBOTerms]:
+    """The IWAE training bound log (1/k) sum_i p(x, z_i) / q(z_i|x), differentiable, per example (Burda et al. 2016).
+
+    Also returns the ELBO terms of the first sample (closed-form KL), for the history. With k = 1 the bound is the
+    single-sample ELBO with a Monte-Carlo KL: its expectation is the ELBO.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    mu, logvar = model.encoder(x)
+    z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)
+    log_px_z = bernoulli_log_likelihood(model.decoder(z), x.expand(k, *x.shape))
+    log_w = log_px_z + standard_normal_log_density(z) - gaussian_log_density(z, mu, logvar)
+    bound = torch.logsumexp(log_w, dim=0) - math.log(k)
+    kl = kl_to_standard_normal(mu, logvar)
+    return bound, ELBOTerms(elbo=log_px_z[0] - kl, reconstruction=log_px_z[0], kl=kl)
+
+
 def loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float = 1.0) -> Tensor:
     """The training loss: the negative ELBO averaged over the batch."""
     return -elbo(model, x, generator, beta).elbo.mean()

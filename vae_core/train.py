@@ -35,6 +35,10 @@ class TrainConfig:
     seed: int = 0
     beta: float = 1.0
     eval_batch_size: int = 2000
+    objective: str = "elbo"
+    k: int = 1
+    keep_best: bool = False
+    kl_warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -49,6 +53,14 @@ class TrainConfig:
             raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
         if not (self.beta >= 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if self.objective not in ("elbo", "iwae"):
+            raise ValueError(f"objective must be 'elbo' or 'iwae', got {self.objective!r}")
+        if self.k < 1 or (self.objective == "elbo" and self.k != 1):
+            raise ValueError(f"k must be 1 for the elbo objective and >= 1 for iwae, got {self.k}")
+        if self.kl_warmup_epochs < 0:
+            raise ValueError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup_epochs):
+            raise ValueError("the iwae objective has no KL term to weight: use beta 1 and no KL warm-up")
 
 
 @dataclass
@@ -64,6 +76,7 @@ class EpochRecord:
     valid_kl: float | None
     seconds: float
     lr: float
+    train_objective: float | None = None
 
 
 @dataclass
@@ -92,6 +105,22 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
         return config.lr
     floor = config.lr * config.final_lr_fraction
     return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """beta, ramped linearly from 0 over the first kl_warmup_epochs epochs (KL warm-up), then constant."""
+    warm_steps = config.kl_warmup_epochs * steps_per_epoch
+    return config.beta if step >= warm_steps else config.beta * step / warm_steps
+
+
+def objective_terms(
+    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float
+) -> tuple[Tensor, losses.ELBOTerms]:
+    """The per-example bound that training maximizes (the beta-ELBO or the IWAE bound) and the ELBO terms."""
+    if config.objective == "iwae":
+        return losses.iw_objective(model, x, config.k, generator)
+    terms = losses.elbo(model, x, generator, beta)
+    return terms.elbo, terms
 
 
 def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
@@ -126,8 +155,8 @@ def train_epoch(
     total_steps: int,
     dynamic: bool,
     epoch: int,
-) -> tuple[float, float, float]:
-    """One pass over shuffled minibatches of the device-resident `x`; return the mean ELBO, reconstruction and KL.
+) -> tuple[float, float, float, float]:
+    """One pass over shuffled minibatches of `x`; return the mean ELBO, reconstruction, KL and training bound.
 
     Per-step statistics stay on the device and are read once per epoch; the loss is checked for NaN every
     FINITE_CHECK_EVERY steps, and a TrainingError names the first bad step.
@@ -136,7 +165,8 @@ def train_epoch(
     n = x.shape[0]
     order = torch.randperm(n, generator=generator, device=x.device)
     starts = range(0, n, config.batch_size)
-    stats = torch.empty(len(starts), 4, dtype=torch.float32, device=x.device)  # loss, ELBO, rec., KL sums per step
+    steps_per_epoch = len(starts)
+    stats = torch.empty(len(starts), 5, dtype=torch.float32, device=x.device)  # loss, ELBO, rec., KL, bound sums
     checked = 0
     for i, start in enumerate(starts):
         batch = x[order[start : start + config.batch_size]]
@@ -144,21 +174,23 @@ def train_epoch(
             batch = torch.bernoulli(batch, generator=generator)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, first_step + i, total_steps)
-        terms = losses.elbo(model, batch, generator, config.beta)
-        objective = -terms.elbo.mean()
+        beta = kl_weight(config, first_step + i, steps_per_epoch)
+        bound, terms = objective_terms(model, batch, config, generator, beta)
+        objective = -bound.mean()
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
         with torch.no_grad():
-            torch.stack([objective, terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()], out=stats[i])
+            sums = [terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()]
+            torch.stack([objective, *sums], out=stats[i])
         if i + 1 - checked == FINITE_CHECK_EVERY or i + 1 == len(starts):
             _check_finite(stats[checked : i + 1, 0], checked, epoch)
             checked = i + 1
-    sums = [0.0, 0.0, 0.0]
+    totals = [0.0, 0.0, 0.0, 0.0]
     for row in stats[:, 1:].tolist():  # float64 sums, step by step, in order
-        sums = [s + v for s, v in zip(sums, row, strict=True)]
-    elbo, rec, kl = (s / n if n else math.nan for s in sums)
-    return elbo, rec, kl
+        totals = [s + v for s, v in zip(totals, row, strict=True)]
+    elbo, rec, kl, bound = (s / n if n else math.nan for s in totals)
+    return elbo, rec, kl, bound
 
 
 def fit(
@@ -178,15 +210,20 @@ def fit(
     With `checkpoint`, the full state (weights, optimizer, RNG, epoch, history) is saved atomically after every epoch,
     and `resume=True` continues from it: a resumed run equals the uninterrupted one. `hook(epoch, model, history)`
     runs after each epoch, e.g. to take sample snapshots. With `dynamic`, each minibatch is binarized afresh.
+    With `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
+    ELBO, not the last; the history keeps every epoch.
     """
     config = config or TrainConfig()
     device = next(model.parameters()).device
     if train_x.device != device or (valid_x is not None and valid_x.device != device):
         raise ValueError(f"data must live on the model's device {device}; move it with .to(device) first")
+    if config.keep_best and valid_x is None:
+        raise ValueError("keep_best selects the epoch on the validation ELBO: pass valid_x")
     generator = torch.Generator(device=device).manual_seed(config.seed)
     optimizer = make_optimizer(model, config.lr)
     history = History()
     start_epoch = 1
+    best: dict[str, Any] = {"epoch": 0, "valid_elbo": -math.inf, "model": None}
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(Path(checkpoint), map_location=device)
         if state["train_config"] != asdict(config) or state["model_config"] != model.config.to_dict():
@@ -196,6 +233,7 @@ def fit(
         generator.set_state(state["rng"].cpu())
         history = History.from_list(state["history"])
         start_epoch = state["epoch"] + 1
+        best = state.get("best", best)
     valid_eval = valid_x
     if dynamic and valid_x is not None:
         valid_eval = torch.bernoulli(valid_x, generator=torch.Generator(device=device).manual_seed(config.seed + 1))
@@ -205,7 +243,7 @@ def fit(
     for epoch in bar:
         tic = time.perf_counter()
         lr = learning_rate(config, (epoch - 1) * steps_per_epoch, total_steps)
-        train = train_epoch(
+        *train, bound = train_epoch(
             model, optimizer, train_x, config, generator, (epoch - 1) * steps_per_epoch, total_steps, dynamic, epoch
         )
         valid: tuple[float | None, ...] = (None, None, None)
@@ -214,7 +252,11 @@ def fit(
             valid = (terms["elbo"], terms["reconstruction"], terms["kl"])
         if device.type == "cuda":
             torch.cuda.synchronize()
-        history.records.append(EpochRecord(epoch, *train, *valid, seconds=time.perf_counter() - tic, lr=lr))
+        history.records.append(
+            EpochRecord(epoch, *train, *valid, seconds=time.perf_counter() - tic, lr=lr, train_objective=bound)
+        )
+        if config.keep_best and valid[0] is not None and valid[0] > best["valid_elbo"]:
+            best = {"epoch": epoch, "valid_elbo": valid[0], "model": _copy_state(model)}
         if checkpoint is not None:
             save_checkpoint(
                 Path(checkpoint),
@@ -226,9 +268,17 @@ def fit(
                     "rng": generator.get_state(),
                     "epoch": epoch,
                     "history": history.to_list(),
+                    **({"best": best} if config.keep_best else {}),
                 },
             )
         if hook is not None:
             hook(epoch, model, history)
         bar.set_postfix(train=f"{train[0]:.2f}", valid="-" if valid[0] is None else f"{valid[0]:.2f}")
+    if config.keep_best and best["model"] is not None:
+        model.load_state_dict(best["model"])
     return history
+
+
+def _copy_state(model: VAE) -> dict[str, Tensor]:
+    """A detached copy of the model's weights (the best epoch's, for keep_best)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
