@@ -151,6 +151,32 @@ def test_evaluate_json(world, capsys):
     assert "n: 10" in text and "elbo_nats: -" in text
 
 
+def test_evaluate_saves_per_example_values_and_active_units(world, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--checkpoint", str(world / "run" / "model"), "--iw-samples", "5", "--device", "cpu"]
+    assert cli.main([*argv, "--json", "--save", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads(out.read_text())
+    assert {k: saved[k] for k in printed} == printed
+    assert 0 <= printed["active_units"] <= 2
+    values = saved["per_example_log_likelihood"]
+    assert len(values) == printed["n"] == 50
+    assert np.mean(values) == pytest.approx(printed["log_likelihood_nats"], abs=1e-3)
+    assert saved["command"] == "python -m vae_core " + " ".join([*argv, "--json", "--save", str(out)])
+    assert saved["device"] == "cpu" and saved["seconds"] >= 0
+
+
+def test_train_records_the_selected_epoch_with_keep_best(world, tmp_path, capsys):
+    run = tmp_path / "best"
+    assert cli.main([*TRAIN, "--keep-best", "--objective", "iwae", "--k", "3", "--out", str(run)]) == 0
+    provenance = json.loads((run / "provenance.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    best = max(history, key=lambda r: r["valid_elbo"])["epoch"]
+    assert provenance["selected_epoch"] == best
+    assert provenance["train_config"]["objective"] == "iwae" and provenance["train_config"]["k"] == 3
+    assert all(r["train_objective"] is not None for r in history)
+
+
 def test_sample_writes_png(world, tmp_path, capsys):
     out = tmp_path / "grid.png"
     assert cli.main(["sample", "--checkpoint", str(world / "run" / "model"), "-n", "16", "--out", str(out)]) == 0

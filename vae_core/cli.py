@@ -15,7 +15,7 @@ import torch
 
 from vae_core import data
 from vae_core.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model, save_shareable
-from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
+from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from vae_core.losses import nats_to_bits_per_dim
 from vae_core.model import ACTIVATIONS, VAE, VAEConfig
 from vae_core.repro import make_deterministic, pick_device, seed_everything
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", type=Path, default=None, help="also write the result, with per-example IW values, here")
 
     p = sub.add_parser("sample", help="ancestral samples from the prior, saved as a PNG grid")
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -118,7 +119,12 @@ def provenance(args: argparse.Namespace, device: torch.device, seconds: float) -
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "wall_seconds": round(seconds, 1),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "numpy": numpy.__version__,
+        },
     }
 
 
@@ -178,10 +184,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         x = data.binarize(x, torch.Generator(device=device).manual_seed(args.seed))
     result: dict = {"dataset": args.dataset, "split": args.split, "n": x.shape[0]}
     result.update({f"{k}_nats": v for k, v in evaluate_elbo(model, x, seed=args.seed).items()})
+    result["active_units"] = active_units(model, x)[0]
+    tic = time.perf_counter()
+    per_example = None
     if args.iw_samples:
         est = iw_log_likelihood(model, x, args.iw_samples, seed=args.seed)
         result.update({"iw_samples": est.k, "log_likelihood_nats": est.mean, "log_likelihood_stderr": est.stderr})
         result["bits_per_dim"] = -nats_to_bits_per_dim(est.mean)
+        per_example = [round(v, 4) for v in est.per_example.tolist()]
+    if args.save is not None:
+        device_name = str(device) if device.type != "cuda" else torch.cuda.get_device_name(device)
+        saved = {**result, "seconds": round(time.perf_counter() - tic, 1), "device": device_name}
+        saved.update(
+            {"command": "python -m vae_core " + shlex.join(args.argv), "per_example_log_likelihood": per_example}
+        )
+        atomic_write_text(args.save, json.dumps(saved) + "\n")
     if args.json:
         print(json.dumps(result))
     else:
