@@ -17,6 +17,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from vae_core.io import atomic_write, atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 TIMES = BOOK / "_execution_times.json"
@@ -53,10 +55,7 @@ def execute(md: Path, timeout: int = 900) -> float:
         raise SystemExit(f"{md.relative_to(ROOT)} failed:\n{err}") from None
     seconds = time.perf_counter() - start
     scrub(nb)
-    target = md.with_suffix(".ipynb")
-    tmp = target.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, target)
+    atomic_write(md.with_suffix(".ipynb"), lambda tmp: nbformat.write(nb, tmp))
     return seconds
 
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = execute(md)
         times[md.stem] = round(seconds, 1)
         print(f"{md.relative_to(ROOT)}: {seconds:.1f} s", flush=True)
-    TIMES.write_text(json.dumps(dict(sorted(times.items())), indent=2) + "\n")
+    atomic_write_text(TIMES, json.dumps(dict(sorted(times.items())), indent=2) + "\n")
     return 0
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from vae_core.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "sweep"
@@ -92,9 +93,7 @@ def main() -> int:
     old = {r["name"]: r for r in json.loads(SUMMARY.read_text())} if SUMMARY.exists() else {}
     old.update({r["name"]: r for r in rows})
     ordered = [old[n] for n in CANDIDATES if n in old]
-    tmp = SUMMARY.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(ordered, indent=1) + "\n")
-    os.replace(tmp, SUMMARY)
+    atomic_write_text(SUMMARY, json.dumps(ordered, indent=1) + "\n")
     for r in ordered:
         print(f"{r['name']:>12}: validation ELBO {r['valid_elbo']:.2f} after {r['epochs']} epochs")
     return 0

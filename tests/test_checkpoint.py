@@ -1,4 +1,4 @@
-"""vae_core.checkpoint: atomic writes, weights-only loading that runs no pickled code, clear errors on bad files."""
+"""vae_core.checkpoint: weights-only loading that runs no pickled code, clear errors on bad files."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from vae_core.checkpoint import (
     FORMAT,
     VERSION,
     CheckpointError,
-    atomic_write,
-    atomic_write_text,
     load_checkpoint,
     load_model,
     save_checkpoint,
@@ -37,34 +35,6 @@ def outputs(model: VAE) -> tuple[torch.Tensor, ...]:
     x = torch.bernoulli(torch.full((5, 784), 0.4), generator=torch.Generator().manual_seed(0))
     mu, logvar = model.encoder(x)
     return mu, logvar, model.decoder(mu), model.sample(3, torch.Generator().manual_seed(1))
-
-
-class Boom(Exception):
-    pass
-
-
-def test_atomic_write_failure_leaves_no_temp_file_and_keeps_old_file(tmp_path):
-    target = tmp_path / "out.bin"
-    target.write_bytes(b"old")
-
-    def failing_writer(tmp: Path) -> None:
-        tmp.write_bytes(b"half a fi")
-        raise Boom
-
-    with pytest.raises(Boom):
-        atomic_write(target, failing_writer)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
-    assert target.read_bytes() == b"old"
-
-    with pytest.raises(Boom):
-        atomic_write(tmp_path / "new" / "file.bin", failing_writer)
-    assert list((tmp_path / "new").iterdir()) == []
-
-
-def test_atomic_write_success(tmp_path):
-    path = atomic_write_text(tmp_path / "deep" / "a.txt", "hello\n")
-    assert path.read_text() == "hello\n"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["a.txt"]
 
 
 def test_save_and_load_checkpoint_round_trip(tmp_path):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from vae_core.io import atomic_write, atomic_write_text
 from vae_core.model import VAE, VAEConfig
 
 FORMAT = "vae_core-checkpoint"
@@ -24,26 +23,6 @@ class CheckpointError(RuntimeError):
 def first_line(err: BaseException, limit: int) -> str:
     """The first line of an error's message, cut to `limit` characters ('' for an empty message, e.g. EOFError)."""
     return next(iter(str(err).splitlines()), "")[:limit]
-
-
-def atomic_write(path: Path, write: Any) -> Path:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write a text file atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:

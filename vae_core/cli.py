@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from vae_core import data
-from vae_core.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_model, save_shareable
+from vae_core.checkpoint import CheckpointError, load_model, save_shareable
 from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood
+from vae_core.io import atomic_write, atomic_write_text
 from vae_core.losses import nats_to_bits_per_dim
 from vae_core.model import ACTIVATIONS, VAE, VAEConfig
 from vae_core.repro import make_deterministic, pick_device, seed_everything

@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,6 +31,8 @@ import numpy as np
 import platformdirs
 import torch
 from tqdm import TqdmWarning
+
+from vae_core.io import atomic_write
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # pooch imports tqdm.auto, which warns in kernels without ipywidgets
@@ -254,15 +255,13 @@ def parse_idx(raw: bytes, ndim: int, name: str = "file") -> np.ndarray:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Write ``array`` to ``path`` atomically."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.save would append .npy to a path
             np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    atomic_write(path, write)
 
 
 def _parsed(subdir: str, name: str, parse: Callable[[bytes, str], np.ndarray], pack: bool = False) -> np.ndarray:
