@@ -36,7 +36,7 @@ def test_diagram_labels_every_width_and_scales_the_bars():
     model = VAE(VAEConfig(x_dim=30, hidden=(12,), z_dim=3, activation="elu"))
     fig = model_diagram(model)
     text = " ".join(t.get_text() for t in fig.axes[0].texts)
-    for label in ("30 pixels", "12", "$\\mu$ (3)", "$\\log\\sigma^2$ (3)", "$z$ (3)", "linear, ELU", ", 30"):
+    for label in ("30 pixels", "12", "$\\mu$ (3)", "$\\log\\sigma^2$ (3)", "$z$ (3)", "linear\nELU", ", 30"):
         assert label in text, label
     # x, hidden, mu, log-variance, z, hidden, output: one bar per layer, as tall as its units (the 3s at the minimum)
     heights = [p.get_height() for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch)]

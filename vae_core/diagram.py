@@ -11,6 +11,7 @@ from torch import nn
 from vae_core.model import VAE
 
 INK, ENCODER, LATENT, DECODER, NOISE = "#222222", "#4c72b0", "#c44e52", "#55a868", "#8172b2"
+STEP = 1.4  # distance between two layers' bars
 
 
 def layer_widths(net: nn.Sequential) -> list[int]:
@@ -36,14 +37,14 @@ def _bar(ax: Axes, x: float, units: int, scale: float, color: str, label: str, y
             alpha=0.85,
         )
     )
-    ax.text(x, y - height / 2 - 0.08, label, ha="center", va="top", fontsize=9, color=INK)
+    ax.text(x, y - height / 2 - 0.08, label, ha="center", va="top", fontsize=10, color=INK)
     return y + height / 2
 
 
 def _arrow(ax: Axes, x0: float, x1: float, text: str = "", y: float = 0.0) -> None:
     ax.annotate("", xy=(x1 - 0.16, y), xytext=(x0 + 0.16, y), arrowprops={"arrowstyle": "->", "color": INK, "lw": 1})
     if text:
-        ax.text((x0 + x1) / 2, y + 0.05, text, ha="center", va="bottom", fontsize=8, color=INK)
+        ax.text((x0 + x1) / 2, y + 0.05, text, ha="center", va="bottom", fontsize=8.5, color=INK)
 
 
 def model_diagram(model: VAE) -> Figure:
@@ -55,41 +56,41 @@ def model_diagram(model: VAE) -> Figure:
     act = model.config.activation.upper() if model.config.activation == "elu" else model.config.activation
     z_dim = dec[0]
     scale = 2.0 / max(enc + dec)
-    fig, ax = plt.subplots(figsize=(11, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     x = 0.0
     _bar(ax, x, enc[0], scale, INK, f"$x$\n{enc[0]} pixels")
     for units in enc[1:-1]:
-        _arrow(ax, x, x + 1, "linear, " + act)
-        x += 1
+        _arrow(ax, x, x + STEP, "linear\n" + act)
+        x += STEP
         _bar(ax, x, units, scale, ENCODER, f"{units}")
-    _arrow(ax, x, x + 1, "linear")
-    x += 1
+    _arrow(ax, x, x + STEP, "linear")
+    x += STEP
     _bar(ax, x, z_dim, scale, ENCODER, "", y=0.22)
     _bar(ax, x, enc[-1] - z_dim, scale, ENCODER, "", y=-0.22)
-    ax.text(x - 0.2, 0.22, f"$\\mu$ ({z_dim})", ha="right", va="center", fontsize=9)
-    ax.text(x - 0.2, -0.22, f"$\\log\\sigma^2$ ({enc[-1] - z_dim})", ha="right", va="center", fontsize=9)
+    ax.text(x, 0.3, f"$\\mu$ ({z_dim})", ha="center", va="bottom", fontsize=10)
+    ax.text(x, -0.3, f"$\\log\\sigma^2$ ({enc[-1] - z_dim})", ha="center", va="top", fontsize=10)
     encoder_end = x
-    _arrow(ax, x, x + 1, "sample")
-    x += 1
+    _arrow(ax, x, x + STEP, "sample")
+    x += STEP
     _bar(ax, x, z_dim, scale, LATENT, f"$z$ ({z_dim})")
-    ax.text(x, 0.42, "$z = \\mu + \\sigma \\odot \\varepsilon$", ha="center", va="bottom", fontsize=10, color=LATENT)
+    ax.text(x, 0.42, "$z = \\mu + \\sigma \\odot \\varepsilon$", ha="center", va="bottom", fontsize=11, color=LATENT)
     ax.annotate(
         "$\\varepsilon \\sim \\mathcal{N}(0, I)$",
         xy=(x, -0.12),
         xytext=(x, -0.75),
         ha="center",
         va="top",
-        fontsize=9,
+        fontsize=10,
         color=NOISE,
         arrowprops={"arrowstyle": "->", "color": NOISE, "lw": 1},
     )
     decoder_start = x
     for units in dec[1:-1]:
-        _arrow(ax, x, x + 1, "linear, " + act)
-        x += 1
+        _arrow(ax, x, x + STEP, "linear\n" + act)
+        x += STEP
         _bar(ax, x, units, scale, DECODER, f"{units}")
-    _arrow(ax, x, x + 1, "linear, sigmoid")
-    x += 1
+    _arrow(ax, x, x + STEP, "linear\nsigmoid")
+    x += STEP
     _bar(ax, x, dec[-1], scale, DECODER, f"Bernoulli means\n$f_\\theta(z)$, {dec[-1]}")
     top = 1.25
     for start, end, color, name in (
@@ -97,8 +98,8 @@ def model_diagram(model: VAE) -> Figure:
         (decoder_start, x, DECODER, "decoder $p_\\theta(x \\mid z)$"),
     ):
         ax.plot([start, start, end, end], [top - 0.05, top, top, top - 0.05], color=color, lw=1.2)
-        ax.text((start + end) / 2, top + 0.04, name, ha="center", va="bottom", fontsize=11, color=color)
-    ax.set_xlim(-0.6, x + 0.6)
+        ax.text((start + end) / 2, top + 0.04, name, ha="center", va="bottom", fontsize=12, color=color)
+    ax.set_xlim(-0.7, x + 0.7)
     ax.set_ylim(-1.35, top + 0.3)
     ax.set_aspect("auto")
     ax.set_axis_off()
