@@ -150,9 +150,10 @@ MATH_PROBLEMS = """() => {
   return problems;
 }"""
 
-# Every display equation, measured where it sits. From the typeset formula outward to the text column, the first box
-# that is narrower (or shorter) than what it holds must not hide the overflow, and the first box that scrolls must
-# itself fit in the column; with no scrolling box, the formula must fit in the column.
+# Every display equation, measured where it sits. Walking from the typeset formula out to the text column, no box that
+# hides its overflow may be narrower (or shorter) than the formula, and the first box that scrolls must reach all of
+# it and itself fit in the column; with no box that scrolls, the formula must fit in the column. Rectangles, not
+# scrollWidth: a flex row-reverse box such as the theme's `div.math` does not count what it cuts on its right.
 EQUATION_FIT = """() => {
   const column = document.querySelector('article.bd-article') || document.querySelector('article');
   const result = {equations: 0, scrolling: 0, widest: 0, problems: []};
@@ -160,32 +161,40 @@ EQUATION_FIT = """() => {
   const col = column.getBoundingClientRect();
   const hides = v => v === 'hidden' || v === 'clip';
   const scrolls = v => v === 'auto' || v === 'scroll';
-  const inside = r => r.left >= col.left - 1 && r.right <= col.right + 1;
+  const tag = el => `<${el.tagName.toLowerCase()} class="${el.className}">`;
   column.querySelectorAll('mjx-container[display="true"]').forEach(box => {
     result.equations += 1;
     const formula = box.querySelector('mjx-math') || box;
     const what = `${box.closest('[id]') ? '#' + box.closest('[id]').id : ''} ` +
       `${(box.querySelector('mjx-assistive-mml') || box).textContent.trim().slice(0, 60)}`;
-    const width = formula.getBoundingClientRect().width;
-    result.widest = Math.max(result.widest, width / Math.max(box.clientWidth, 1));
+    const f = formula.getBoundingClientRect();
+    result.widest = Math.max(result.widest, f.width / Math.max(box.clientWidth, 1));
     if (box.scrollWidth > box.clientWidth + 1) result.scrolling += 1;
-    let scroller = null;
+    let shown = f;
     for (let el = formula.parentElement; el && el !== column.parentElement; el = el.parentElement) {
       const style = getComputedStyle(el);
-      if (el.scrollWidth > el.clientWidth + 1 && hides(style.overflowX)) {
-        result.problems.push(`clipped: ${Math.round(width)} px of formula in a ${el.clientWidth} px ` +
-          `<${el.tagName.toLowerCase()} class="${el.className}"> that hides its overflow: ${what}`);
+      const r = el.getBoundingClientRect();
+      const left = r.left + el.clientLeft, top = r.top + el.clientTop;
+      const right = left + el.clientWidth, bottom = top + el.clientHeight;
+      if (scrolls(style.overflowX)) {
+        if (f.left < left - 1)
+          result.problems.push(`clipped: ${Math.round(left - f.left)} px of formula left of ${tag(el)}, ` +
+            `which scrolls only to the right: ${what}`);
+        shown = r;
+        break;
+      }
+      if (hides(style.overflowX) && (f.left < left - 1 || f.right > right + 1)) {
+        result.problems.push(`clipped: ${Math.round(f.width)} px of formula in a ${el.clientWidth} px ` +
+          `${tag(el)} that hides its overflow: ${what}`);
         return;
       }
-      if (el.scrollHeight > el.clientHeight + 2 && hides(style.overflowY)) {
-        result.problems.push(`cut vertically: ${el.scrollHeight} px of content in a ${el.clientHeight} px ` +
-          `<${el.tagName.toLowerCase()} class="${el.className}">: ${what}`);
+      if (hides(style.overflowY) && (f.top < top - 2 || f.bottom > bottom + 2)) {
+        result.problems.push(`cut vertically: ${Math.round(f.height)} px of formula in a ${el.clientHeight} px ` +
+          `${tag(el)}: ${what}`);
         return;
       }
-      if (scrolls(style.overflowX)) { scroller = el; break; }
     }
-    const shown = (scroller || formula).getBoundingClientRect();
-    if (!inside(shown))
+    if (shown.left < col.left - 1 || shown.right > col.right + 1)
       result.problems.push(`sticks out of the ${Math.round(col.width)} px column ` +
         `(${Math.round(shown.left - col.left)} to ${Math.round(shown.right - col.left)} px): ${what}`);
   });
@@ -327,9 +336,13 @@ def test_the_fit_check_catches_a_clipped_equation(site: str, browser: object) ->
         scrolling = tab.evaluate(EQUATION_FIT)
         assert scrolling["equations"] == before["equations"] + 1 and not scrolling["problems"], scrolling
         assert scrolling["scrolling"] > before["scrolling"] and scrolling["widest"] > 2, scrolling
-        tab.evaluate("() => { document.querySelector('#a-wide-formula mjx-container').style.overflow = 'hidden'; }")
-        clipped = tab.evaluate(EQUATION_FIT)
-        assert len(clipped["problems"]) == 1 and clipped["problems"][0].startswith("clipped:"), clipped
+        for overflow, where in (("hidden", "mjx-container"), ("visible", 'div class="math')):
+            # the box itself hides the overflow; or it does not scroll, and the theme's div.math cuts it
+            tab.evaluate(
+                f"() => {{ document.querySelector('#a-wide-formula mjx-container').style.overflow = '{overflow}'; }}"
+            )
+            clipped = tab.evaluate(EQUATION_FIT)["problems"]
+            assert len(clipped) == 1 and clipped[0].startswith("clipped:") and f"<{where}" in clipped[0], clipped
     finally:
         tab.close()
 
