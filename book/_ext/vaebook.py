@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from importlib.metadata import distribution, version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ STATIC = HERE.parent / "_static"
 # gets no such rule, so a wide equation was cut at the column's edge. MathJax 3 comes from PyPI (no Node.js needed
 # to set up the book), and myst-parser already writes its configuration (which elements to typeset).
 MATHJAX_DIST = "sphinx-mathjax-offline"
-MATHJAX_SRC = Path(str(distribution(MATHJAX_DIST).locate_file(f"{MATHJAX_DIST}/static/mathjax")))
 EXECUTE_ENV = "VAE_BOOK_EXECUTE"
 MATHJAX_DIR = "mathjax"
 # The combined component: TeX input with every extension (amsmath's environments included) and CommonHTML output,
@@ -35,10 +34,20 @@ MATHJAX_DIR = "mathjax"
 MATHJAX_PATH = f"{MATHJAX_DIR}/tex-chtml-full.js"
 
 
+def mathjax_source() -> Path:
+    """The folder of MathJax 3's files in the installed `sphinx-mathjax-offline`."""
+    try:
+        folder = Path(str(distribution(MATHJAX_DIST).locate_file(f"{MATHJAX_DIST}/static/mathjax")))
+    except PackageNotFoundError:
+        folder = None
+    if folder is None or not (folder / "tex-chtml-full.js").is_file():
+        raise ExtensionError(f"MathJax 3 ({MATHJAX_DIST}) is not installed: pip install -r requirements.txt")
+    return folder
+
+
 def use_local_mathjax(app: Sphinx) -> None:
     """Point Sphinx at the local MathJax 3 (runs after myst-parser has written its MathJax 3 options)."""
-    if not (MATHJAX_SRC / "tex-chtml-full.js").is_file():
-        raise ExtensionError(f"MathJax 3 not found at {MATHJAX_SRC}: pip install -r requirements.txt")
+    mathjax_source()
     app.config.mathjax_path = MATHJAX_PATH
     app.config.mathjax2_config = None
     app.config.mathjax_options = {"defer": "defer"}
@@ -82,7 +91,7 @@ def copy_assets(app: Sphinx, exception: Exception | None) -> None:
     release = version(MATHJAX_DIST)
     if not stamp.exists() or stamp.read_text() != release:
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(MATHJAX_SRC, target)
+        shutil.copytree(mathjax_source(), target)
         stamp.write_text(release)
     for pagename in app.env.found_docs:
         md = markdown_source(app, pagename)
