@@ -1,10 +1,10 @@
 """A small Sphinx extension that makes the built book self-contained and its sources downloadable.
 
-- Serves MathJax 2.7 from the build itself (the static files of `jupyter-server-mathjax`), so equations render
-  offline; no page loads anything from a CDN.
+- Serves MathJax 3 from the build itself (the static files of `sphinx-mathjax-offline`, byte for byte the `es5/`
+  folder of the npm package `mathjax@3.2.2`), so equations render offline; no page loads anything from a CDN.
 - Copies each chapter's jupytext `.md` source next to its `.ipynb` under `_sources/` and adds a `.md` entry to the
   theme's download menu (the `.md` files are excluded from Sphinx, which renders the executed `.ipynb`).
-- Adds `custom.css` (figures stay readable in dark mode).
+- Adds `custom.css` (figures stay readable in dark mode; a display equation wider than its column scrolls).
 - `VAE_BOOK_EXECUTE=cache` (or `force`) in the environment switches the build from rendering the committed outputs to
   executing the notebooks through Jupyter Book's cache (`_build/.jupyter_cache`), so an unchanged rebuild is fast.
 """
@@ -13,52 +13,43 @@ from __future__ import annotations
 
 import os
 import shutil
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
-import jupyter_server_mathjax
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE.parent / "_static"
-MATHJAX_SRC = Path(jupyter_server_mathjax.__file__).parent / "static"
+# MathJax 3, not 2.7: 2.7 is end-of-life, and sphinx-book-theme (through pydata-sphinx-theme) styles only MathJax 3's
+# output. Its `div.math` hides overflow and lets the `mjx-container` inside scroll; MathJax 2.7's `.MathJax_Display`
+# gets no such rule, so a wide equation was cut at the column's edge. MathJax 3 comes from PyPI (no Node.js needed
+# to set up the book), and myst-parser already writes its configuration (which elements to typeset).
+MATHJAX_DIST = "sphinx-mathjax-offline"
 EXECUTE_ENV = "VAE_BOOK_EXECUTE"
 MATHJAX_DIR = "mathjax"
-MATHJAX_PATH = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-# The package ships only the STIX-Web fonts and the combined "-full" configuration; configure MathJax for exactly
-# those, so it never asks for a file that is not there. The classes are myst-parser's (it marks math with `math` and
-# tells MathJax to ignore the rest of the page).
-MATHJAX2_CONFIG: dict[str, Any] = {
-    "tex2jax": {
-        "inlineMath": [["\\(", "\\)"]],
-        "displayMath": [["\\[", "\\]"]],
-        "processRefs": False,
-        "processEnvironments": False,
-        "processClass": "tex2jax_process|mathjax_process|math|output_area",
-        "ignoreClass": "tex2jax_ignore|mathjax_ignore|document",
-    },
-    "HTML-CSS": {
-        "availableFonts": [],
-        "preferredFont": None,
-        "webFont": "STIX-Web",
-        "imageFont": None,
-        # MathJax's font-loading probe points at about:blank, which Chromium reports as a blocked font load.
-        "styles": {"@font-face": {"font-family": "MathJax_Blank", "src": "local('MathJax_Blank')"}},
-    },
-    "SVG": {"font": "STIX-Web"},
-    "menuSettings": {"zoom": "None"},
-    "messageStyle": "none",
-    "showMathMenu": False,
-}
+# The combined component: TeX input with every extension (amsmath's environments included) and CommonHTML output,
+# so no page asks for another script.
+MATHJAX_PATH = f"{MATHJAX_DIR}/tex-chtml-full.js"
+
+
+def mathjax_source() -> Path:
+    """The folder of MathJax 3's files in the installed `sphinx-mathjax-offline`."""
+    try:
+        folder = Path(str(distribution(MATHJAX_DIST).locate_file(f"{MATHJAX_DIST}/static/mathjax")))
+    except PackageNotFoundError:
+        folder = None
+    if folder is None or not (folder / "tex-chtml-full.js").is_file():
+        raise ExtensionError(f"MathJax 3 ({MATHJAX_DIST}) is not installed: pip install -r requirements.txt")
+    return folder
 
 
 def use_local_mathjax(app: Sphinx) -> None:
-    """Point Sphinx at the local MathJax 2 (runs after myst-parser has written its MathJax 3 options)."""
+    """Point Sphinx at the local MathJax 3 (runs after myst-parser has written its MathJax 3 options)."""
+    mathjax_source()
     app.config.mathjax_path = MATHJAX_PATH
-    app.config.mathjax2_config = MATHJAX2_CONFIG
-    app.config.mathjax3_config = None
+    app.config.mathjax2_config = None
     app.config.mathjax_options = {"defer": "defer"}
 
 
@@ -97,10 +88,10 @@ def copy_assets(app: Sphinx, exception: Exception | None) -> None:
     out = Path(app.outdir)
     target = out / "_static" / MATHJAX_DIR
     stamp = target / ".version"
-    release = version("jupyter-server-mathjax")
+    release = version(MATHJAX_DIST)
     if not stamp.exists() or stamp.read_text() != release:
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(MATHJAX_SRC, target)
+        shutil.copytree(mathjax_source(), target)
         stamp.write_text(release)
     for pagename in app.env.found_docs:
         md = markdown_source(app, pagename)
