@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +75,9 @@ def world(tmp_path_factory):
         mp.setenv("VAE_DATA_DIR", str(root / "cache"))
         mp.setenv("NO_PROXY", "127.0.0.1,localhost")
         for name, value in md5s.items():
-            mp.setitem(data.MD5, name, value)
-        for subdir in data.PUBLIC_URLS:
-            mp.setitem(data.PUBLIC_URLS, subdir, (dead_url(),))
+            mp.setitem(data.file_spec(name).md5, name, value)
+        for dataset, spec in data.SPECS.items():
+            mp.setitem(data.SPECS, dataset, replace(spec, urls=(dead_url(),)))
         mp.setattr(data, "TIMEOUT_S", 5)
         mp.setattr(data, "MNIST_VALID_SIZE", 10)
         threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -268,7 +269,7 @@ def test_download_all(world, tmp_path, capsys, monkeypatch):
 
 def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
-    monkeypatch.setitem(data.MD5, "binarized_mnist_valid.amat", "0" * 32)
+    monkeypatch.setitem(data.file_spec("binarized_mnist_valid.amat").md5, "binarized_mnist_valid.amat", "0" * 32)
     err = fails(capsys, ["download", "--dataset", "binarized-mnist"], "binarized_mnist_valid.amat")
     assert "checksum mismatch" in err
     assert "binarized_mnist/binarized_mnist_valid.amat" not in files_under(tmp_path / "cache")

@@ -8,6 +8,7 @@ import http.server
 import socket
 import struct
 import threading
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("VAE_DATA_MIRROR", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for subdir in data.PUBLIC_URLS:
-        monkeypatch.setitem(data.PUBLIC_URLS, subdir, (dead_url(),))
+    for name, spec in data.SPECS.items():
+        monkeypatch.setitem(data.SPECS, name, replace(spec, urls=(dead_url(),)))
     monkeypatch.setattr(data, "MNIST_VALID_SIZE", N_VALID)
     monkeypatch.setattr(data, "TIMEOUT_S", 5)
     return tmp_path
@@ -86,7 +87,7 @@ def mirror(env, small, monkeypatch):
         (root / subdir).mkdir(parents=True, exist_ok=True)
         (root / subdir / name).write_bytes(raw)
         if register:
-            monkeypatch.setitem(data.MD5, name, md5(raw))
+            monkeypatch.setitem(data.file_spec(name).md5, name, md5(raw))
 
     put("train-images-idx3-ubyte.gz", idx_gz(small["train_images"]))
     put("train-labels-idx1-ubyte.gz", idx_gz(small["train_labels"]))
@@ -180,10 +181,10 @@ def test_download_over_http(server, monkeypatch, env):
     url, requested = server
     monkeypatch.setenv("VAE_DATA_MIRROR", url + "/")
     paths = data.download("binarized-mnist") + data.download("mnist")
-    assert [p.name for p in paths] == list(data.FILES["binarized-mnist"] + data.FILES["mnist"])
+    assert [p.name for p in paths] == list(data.SPECS["binarized-mnist"].files + data.SPECS["mnist"].files)
     for p in paths:
-        assert p.parent == env / "cache" / data.SUBDIRS["mnist" if p.name.endswith(".gz") else "binarized-mnist"]
-        assert md5(p.read_bytes()) == data.MD5[p.name]
+        assert p.parent == env / "cache" / data.file_spec(p.name).subdir
+        assert md5(p.read_bytes()) == data.md5s()[p.name]
     assert "/binarized_mnist/binarized_mnist_valid.amat" in requested
     assert "/mnist/t10k-labels-idx1-ubyte.gz" in requested
     requested.clear()
@@ -226,7 +227,7 @@ def test_parsed_cache_used_on_second_load(mirror, monkeypatch, env, small):
     mirror("binarized_mnist_valid.amat", amat(1 - small["valid"]))
     assert torch.equal(data.load("binarized-mnist", "valid").x, 1 - first.x)
     assert [p.name for p in (cache / "parsed").iterdir()] == [
-        f"binarized_mnist_valid.amat.{data.MD5['binarized_mnist_valid.amat'][:12]}.npy"
+        f"binarized_mnist_valid.amat.{data.md5s()['binarized_mnist_valid.amat'][:12]}.npy"
     ]
 
 
@@ -240,7 +241,7 @@ def test_unreadable_parsed_cache_is_parsed_again(mirror, monkeypatch, env, small
 
 def test_checksum_mismatch_leaves_no_file(mirror, monkeypatch, env):
     monkeypatch.setenv("VAE_DATA_MIRROR", str(mirror.root))
-    monkeypatch.setitem(data.MD5, "binarized_mnist_test.amat", "0" * 32)
+    monkeypatch.setitem(data.file_spec("binarized_mnist_test.amat").md5, "binarized_mnist_test.amat", "0" * 32)
     with pytest.raises(data.DataError, match="checksum mismatch") as err:
         data.load("binarized-mnist", "test")
     assert "binarized_mnist_test.amat (md5 " + "0" * 32 in str(err.value)
@@ -323,7 +324,7 @@ def test_data_dir_and_md5s(monkeypatch, tmp_path):
     monkeypatch.delenv("VAE_DATA_DIR")
     assert data.data_dir().name == "vae_core"
     sums = data.md5s()
-    assert set(sums) == {n for names in data.FILES.values() for n in names}
+    assert set(sums) == {n for spec in data.SPECS.values() for n in spec.files}
     assert sums["binarized_mnist_train.amat"] == "db28b1a6ae0fe70cbd3da91acf46e477"
     sums.clear()
     assert data.md5s()  # a copy, not the registry
@@ -342,3 +343,10 @@ def test_real_data(env, monkeypatch):
     assert test.x.shape == (10000, 784) and test.labels.shape == (10000,)
     assert set(test.labels.tolist()) == set(range(10))
     assert 0.0 == float(test.x.min()) and float(test.x.max()) == 1.0
+
+
+def test_each_raw_file_belongs_to_one_dataset_spec() -> None:
+    assert data.file_spec("t10k-images-idx3-ubyte.gz") is data.SPECS["mnist"]
+    assert data.file_spec("binarized_mnist_test.amat").subdir == "binarized_mnist"
+    with pytest.raises(data.DataError, match="not a raw file"):
+        data.file_spec("cifar-10.tar.gz")

@@ -38,31 +38,44 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)  # pooch imports tqdm.auto, which warns in kernels without ipywidgets
     import pooch
 
-DATASETS: tuple[str, ...] = ("binarized-mnist", "mnist")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-SUBDIRS: dict[str, str] = {"binarized-mnist": "binarized_mnist", "mnist": "mnist"}
-FILES: dict[str, tuple[str, ...]] = {
-    "binarized-mnist": tuple(f"binarized_mnist_{s}.amat" for s in SPLITS),
-    "mnist": (
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where one dataset's raw files live: its cache subfolder, each file's md5, and the public URL bases to try."""
+
+    subdir: str
+    md5: dict[str, str]  # file name -> md5, in download order
+    urls: tuple[str, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(self.md5)
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "binarized-mnist": DatasetSpec(
+        "binarized_mnist",
+        {
+            "binarized_mnist_train.amat": "db28b1a6ae0fe70cbd3da91acf46e477",
+            "binarized_mnist_valid.amat": "bf37822a04e94123630de6a7dfd9c9ef",
+            "binarized_mnist_test.amat": "14e41ae11040adba6ab8cb291eda0dd8",
+        },
+        ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",),
+    ),
+    "mnist": DatasetSpec(
+        "mnist",
+        {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     ),
 }
-MD5: dict[str, str] = {
-    "binarized_mnist_train.amat": "db28b1a6ae0fe70cbd3da91acf46e477",
-    "binarized_mnist_valid.amat": "bf37822a04e94123630de6a7dfd9c9ef",
-    "binarized_mnist_test.amat": "14e41ae11040adba6ab8cb291eda0dd8",
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
-PUBLIC_URLS: dict[str, tuple[str, ...]] = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-    "binarized_mnist": ("http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",),
-}
+DATASETS: tuple[str, ...] = tuple(SPECS)
 MNIST_VALID_SIZE = 10000
 MIRROR_ENV = "VAE_DATA_MIRROR"
 DIR_ENV = "VAE_DATA_DIR"
@@ -92,7 +105,15 @@ def data_dir() -> Path:
 
 def md5s() -> dict[str, str]:
     """Expected md5 of every raw file, by file name."""
-    return dict(MD5)
+    return {name: md5 for spec in SPECS.values() for name, md5 in spec.md5.items()}
+
+
+def file_spec(name: str) -> DatasetSpec:
+    """The spec of the dataset that raw file ``name`` belongs to."""
+    spec = next((spec for spec in SPECS.values() if name in spec.md5), None)
+    if spec is None:
+        raise DataError(f"{name!r} is not a raw file of any dataset ({', '.join(DATASETS)}).")
+    return spec
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,17 +146,17 @@ def _copy_from(folder: Path) -> Callable[..., None]:
     return copy
 
 
-def _sources(subdir: str) -> list[tuple[str, Callable[..., None]]]:
+def _sources(spec: DatasetSpec) -> list[tuple[str, Callable[..., None]]]:
     """(URL base, downloader) pairs to try in order: the mirror, then the public URLs."""
     http = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=TIMEOUT_S)
     sources: list[tuple[str, Callable[..., None]]] = []
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     if mirror.startswith(("http://", "https://")):
-        sources.append((f"{mirror.rstrip('/')}/{subdir}/", http))
+        sources.append((f"{mirror.rstrip('/')}/{spec.subdir}/", http))
     elif mirror:
-        folder = Path(mirror).expanduser().resolve() / subdir
+        folder = Path(mirror).expanduser().resolve() / spec.subdir
         sources.append((f"{folder}/", _copy_from(folder)))
-    sources += [(base, http) for base in PUBLIC_URLS[subdir]]
+    sources += [(base, http) for base in spec.urls]
     return sources
 
 
@@ -151,17 +172,18 @@ def _quiet_pooch() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _fetch(subdir: str, names: tuple[str, ...]) -> list[Path]:
+def _fetch(spec: DatasetSpec, names: tuple[str, ...]) -> list[Path]:
     """Make sure each named raw file is in the cache with its expected md5; return the paths."""
+    subdir = spec.subdir
     folder = data_dir() / subdir
     paths, missing = [], {}
     for name in names:
-        path, md5 = folder / name, MD5[name]
+        path, md5 = folder / name, spec.md5[name]
         if path.is_file() and pooch.file_hash(str(path), alg="md5") != md5:
             path.unlink()  # a damaged or foreign file: never keep it
         if not path.is_file():
             tried = []
-            for base, downloader in _sources(subdir):
+            for base, downloader in _sources(spec):
                 url = base + name
                 try:
                     with _quiet_pooch():
@@ -176,7 +198,7 @@ def _fetch(subdir: str, names: tuple[str, ...]) -> list[Path]:
         paths.append(path)
     if missing:
         lines = "\n".join(f"  {t}" for tried in missing.values() for t in tried)
-        wanted = ", ".join(f"{n} (md5 {MD5[n]})" for n in missing)
+        wanted = ", ".join(f"{n} (md5 {spec.md5[n]})" for n in missing)
         raise DataError(
             f"Could not get {wanted}.\nTried:\n{lines}\n"
             f"Put the files in {folder}, or set {MIRROR_ENV} to a folder that holds {subdir}/<file> "
@@ -188,7 +210,7 @@ def _fetch(subdir: str, names: tuple[str, ...]) -> list[Path]:
 def download(dataset: str) -> list[Path]:
     """Fetch and md5-verify every raw file of ``dataset`` into the cache; return their paths."""
     _check(dataset)
-    return _fetch(SUBDIRS[dataset], FILES[dataset])
+    return _fetch(SPECS[dataset], SPECS[dataset].files)
 
 
 # ---------------------------------------------------------------- parsers
@@ -264,17 +286,17 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def _parsed(subdir: str, name: str, parse: Callable[[bytes, str], np.ndarray], pack: bool = False) -> np.ndarray:
+def _parsed(spec: DatasetSpec, name: str, parse: Callable[[bytes, str], np.ndarray], pack: bool = False) -> np.ndarray:
     """The parsed array of raw file ``name``, from the md5-keyed ``.npy`` cache, else fetched and parsed."""
-    folder = data_dir() / subdir
-    cache = folder / "parsed" / f"{name}.{MD5[name][:12]}.npy"
+    folder = data_dir() / spec.subdir
+    cache = folder / "parsed" / f"{name}.{spec.md5[name][:12]}.npy"
     if cache.is_file():
         try:
             array = np.load(cache, allow_pickle=False)
             return np.unpackbits(array, axis=1, count=784) if pack else array
         except (OSError, ValueError):
             cache.unlink(missing_ok=True)  # unreadable: parse again
-    (path,) = _fetch(subdir, (name,))
+    (path,) = _fetch(spec, (name,))
     try:
         array = parse(path.read_bytes(), name)
     except DataError:
@@ -290,17 +312,17 @@ def _parsed(subdir: str, name: str, parse: Callable[[bytes, str], np.ndarray], p
 def load(dataset: str, split: str, device: str | torch.device = "cpu") -> Split:
     """One split of ``dataset`` as float32 (N, 784) on ``device``, fetching and parsing it on first use."""
     _check(dataset, split)
-    subdir = SUBDIRS[dataset]
+    spec = SPECS[dataset]
     if dataset == "binarized-mnist":
-        bits = _parsed(subdir, f"binarized_mnist_{split}.amat", parse_amat, pack=True)
+        bits = _parsed(spec, f"binarized_mnist_{split}.amat", parse_amat, pack=True)
         return Split(torch.from_numpy(bits).to(device).float(), None, dynamic=False)
     prefix = "t10k" if split == "test" else "train"
-    images = _parsed(subdir, f"{prefix}-images-idx3-ubyte.gz", lambda raw, n: parse_idx(raw, 3, n))
-    labels = _parsed(subdir, f"{prefix}-labels-idx1-ubyte.gz", lambda raw, n: parse_idx(raw, 1, n))
+    images = _parsed(spec, f"{prefix}-images-idx3-ubyte.gz", lambda raw, n: parse_idx(raw, 3, n))
+    labels = _parsed(spec, f"{prefix}-labels-idx1-ubyte.gz", lambda raw, n: parse_idx(raw, 1, n))
     if len(images) != len(labels):
         raise DataError(
             f"{prefix} images ({len(images)}) and labels ({len(labels)}) differ in number. "
-            f"Delete {data_dir() / subdir} and fetch again."
+            f"Delete {data_dir() / spec.subdir} and fetch again."
         )
     if split != "test":
         if len(images) <= MNIST_VALID_SIZE:
