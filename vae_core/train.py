@@ -327,7 +327,7 @@ class CapturedEpoch:
         self.state, self.x, self.dynamic = state, x, dynamic
         device, size = x.device, state.config.batch_size
         self.order = torch.zeros(len(x), dtype=torch.long, device=device)
-        self.schedule = torch.zeros(state.steps_per_epoch, 2, dtype=torch.float64, device=device)
+        self.lr_beta = torch.zeros(state.steps_per_epoch, 2, dtype=torch.float64, device=device)
         self.steps = torch.zeros(state.steps_per_epoch, len(STEP_STATS), device=device)
         self.step_ids = torch.arange(state.steps_per_epoch, device=device).unsqueeze(1)
         self.step = torch.zeros(1, dtype=torch.long, device=device)
@@ -343,7 +343,7 @@ class CapturedEpoch:
         batch = self.x.index_select(0, rows)
         if self.dynamic:
             batch = torch.bernoulli(batch, generator=self.state.generator)
-        lr, beta = self.schedule.index_select(0, self.step)[0]
+        lr, beta = self.lr_beta.index_select(0, self.step)[0]
         self.state.optimizer.param_groups[0]["lr"].copy_(lr)
         self.state.beta = beta
         stats = train_step(self.state, batch)
@@ -353,7 +353,7 @@ class CapturedEpoch:
     def __call__(self) -> ELBOStats:
         state = self.state
         first = state.epoch * state.steps_per_epoch
-        self.schedule.copy_(schedule(state.config, range(first, first + state.steps_per_epoch), state.steps_per_epoch))
+        self.lr_beta.copy_(schedule(state.config, range(first, first + state.steps_per_epoch), state.steps_per_epoch))
         state.model.train()
         self.order.copy_(torch.randperm(len(self.x), generator=state.generator, device=self.x.device))
         self.step.zero_()
