@@ -333,9 +333,10 @@ class CapturedEpoch:
         self.step = torch.zeros(1, dtype=torch.long, device=device)
         self.offsets = torch.arange(size, device=device)
         full, rest = divmod(len(x), size)
-        self.calls = [(_Graphed(lambda: self.body(size), state.generator, WARMUP_CALLS), full)]
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # for warm-up and capture
+        self.calls = [(_Graphed(lambda: self.body(size), state.generator, stream, WARMUP_CALLS), full)]
         if rest:  # its kernels are warm by then: one eager call (the first epoch's) is enough
-            self.calls.append((_Graphed(lambda: self.body(rest), state.generator, 1), 1))
+            self.calls.append((_Graphed(lambda: self.body(rest), state.generator, stream, 1), 1))
 
     def body(self, size: int) -> None:
         """One step of `size` examples, all on the device: what a graph captures."""
@@ -365,23 +366,24 @@ class CapturedEpoch:
 
 
 class _Graphed:
-    """`fn` called eagerly `warmup` times (on a side stream), then captured in a CUDA graph and replayed.
+    """`fn` called eagerly `warmup` times on the side `stream`, then captured there in a CUDA graph and replayed.
 
-    A failed capture warns once and leaves `fn` eager. Off CUDA, `fn` is simply called.
+    A failed capture warns once and leaves `fn` eager. Without a stream (off CUDA), `fn` is simply called.
     """
 
-    def __init__(self, fn: Callable[[], None], generator: torch.Generator, warmup: int) -> None:
-        self.fn, self.generator, self.warmup = fn, generator, warmup
-        self.cuda = generator.device.type == "cuda"
-        self.stream = torch.cuda.Stream(generator.device) if self.cuda else None
+    def __init__(
+        self, fn: Callable[[], None], generator: torch.Generator, stream: torch.cuda.Stream | None, warmup: int
+    ) -> None:
+        self.fn, self.generator, self.stream, self.warmup = fn, generator, stream, warmup
+        self.cuda = stream is not None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager_calls = 0
-        self.failed = not self.cuda
+        self.eager_only = not self.cuda
 
     def __call__(self) -> None:
         if self.graph is not None:
             self.graph.replay()
-        elif self.failed or self.eager_calls < self.warmup:
+        elif self.eager_only or self.eager_calls < self.warmup:
             self.eager()
         else:
             self.capture()
@@ -403,7 +405,7 @@ class _Graphed:
             with torch.cuda.graph(graph, stream=self.stream):
                 self.fn()
         except Exception as err:  # e.g. an op that cannot be captured, or a torch without graph-safe generators
-            self.failed = True
+            self.eager_only = True
             warnings.warn(
                 f"CUDA graph capture of the training step failed ({type(err).__name__}: {first_line(err, 200)}); "
                 "training goes on without it, more slowly. Turn capture off with cuda_graph=False (--no-cuda-graph).",
@@ -435,7 +437,7 @@ def fit(
     after each epoch, e.g. to take sample snapshots. With `dynamic`, each minibatch is binarized afresh. With
     `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
     ELBO, not the last; the history keeps every epoch. On CUDA each step is replayed from a CUDA graph
-    (CapturedEpoch) unless `cuda_graph=False`; elsewhere `train_epoch` runs, and the results are bit-reproducible.
+    (CapturedEpoch) unless `cuda_graph=False`; otherwise `train_epoch` runs (bit-reproducible on the CPU).
     """
     config = config or TrainConfig()
     device = next(model.parameters()).device
