@@ -121,7 +121,7 @@ def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def objective_terms(
-    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float
+    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float | Tensor
 ) -> tuple[Tensor, losses.ELBOTerms]:
     """The per-example bound that training maximizes (the beta-ELBO or the IWAE bound) and the ELBO terms."""
     if config.objective == "iwae":
