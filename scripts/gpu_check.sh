@@ -6,11 +6,12 @@
 #   2. benchmarks/bench.py --device cuda --old-loop: eager and captured steps, the matmul ceiling, the old loop;
 #   3. chapter 1.9's training command, a few epochs, with CUDA-graph capture on and off (per-epoch seconds);
 #   4. evaluate --iw-samples 5000 on the 10 000 test images with the model from step 3.
-# Results go to $OUT (the device tool's folder; ./gpu-out elsewhere): summary.txt and 7 other files at most.
+# Results go to $OUT (the device tool's folder; /tmp/gpu-check elsewhere): summary.txt and 7 other files at most.
+# The step limits add up to 570 s: run it with the device tool's timeout_s=600 and carry [".gpu"].
 # Without CUDA the CUDA tests skip and the benchmark is skipped; TINY=1 shrinks steps 3-4 to a CPU smoke run.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-OUT=${OUT:-$PWD/gpu-out}
+OUT=${OUT:-${TMPDIR:-/tmp}/gpu-check}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -38,12 +39,12 @@ note "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/d
 note "$($PY -c "import torch; d = torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA'; print(f'torch {torch.__version__}, {d}')")"
 
 # 1. The CUDA tests (they skip without CUDA).
-step tests 180 $PY -m pytest -o addopts="" -p no:cacheprovider -q -rs tests/test_train_cuda.py
+step tests 150 $PY -m pytest -o addopts="" -p no:cacheprovider -q -rs tests/test_train_cuda.py
 tail -n 3 "$OUT/tests.log" | sed 's/^/    /' | tee -a "$summary"
 
 # 2. The benchmark: eager and captured steps and the matmul ceiling in one run, and the old loop against fit.
 if [ "$cuda" = 1 ]; then
-  step bench 180 $PY benchmarks/bench.py --device cuda --models 500,500 --batches 128 --reps 3 --samples 10240 --old-loop \
+  step bench 150 $PY benchmarks/bench.py --device cuda --models 500,500 --batches 128 --reps 3 --samples 10240 --old-loop \
     --out "$OUT/results-cuda.json"
   sed -n '/^CUDA: one step/,/^$/p;/^The loop before/,/^$/p' "$OUT/bench.log" | sed 's/^/    /' | tee -a "$summary"
 else
@@ -65,7 +66,7 @@ fi
 for mode in graph eager; do
   epochs=$graph_epochs flag=()
   [ "$mode" = eager ] && epochs=$eager_epochs flag=(--no-cuda-graph)
-  LOG=train step "train-$mode" 120 $PY -m vae_core train "${device[@]}" "${threads[@]}" "${model[@]}" --epochs "$epochs" "${flag[@]}" \
+  LOG=train step "train-$mode" 90 $PY -m vae_core train "${device[@]}" "${threads[@]}" "${model[@]}" --epochs "$epochs" "${flag[@]}" \
     --no-progress --out "$WORK/$mode"
   cp "$WORK/$mode/history.json" "$OUT/history-$mode.json" 2>/dev/null
   $PY - "$OUT/history-$mode.json" <<'PY' 2>&1 | sed "s/^/    $mode: /" | tee -a "$summary"
@@ -78,7 +79,8 @@ PY
 done
 
 # 4. The importance-weighted bound with K = 5000 over the test set, with the captured run's model.
-step evaluate 150 $PY -m vae_core evaluate "${device[@]}" --checkpoint "$WORK/graph/model" --split test \
+step evaluate 100 $PY -m vae_core evaluate "${device[@]}" --checkpoint "$WORK/graph/model" --split test \
   "${evaluate[@]}" --json
 tail -n 1 "$OUT/evaluate.log" | sed 's/^/    /' | tee -a "$summary"
 rm -rf "$WORK"
+echo "results in $OUT"
