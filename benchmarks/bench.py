@@ -1,6 +1,6 @@
 """Training and evaluation throughput of vae_core against the canonical DataLoader loop, in one process, side by side.
 
-Run from the repository root:  .venv/bin/python benchmarks/bench.py [--device cuda] [--quick]
+Run from the repository root:  .venv/bin/python benchmarks/bench.py [--device cuda] [--quick] [--old-loop]
 
 Every number of one table comes from the same run: the loops are interleaved repetition by repetition and each
 figure is a median, so what compares is the ratio, not seconds across runs (the machine may be shared and noisy).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import platform
 import statistics
@@ -30,14 +31,13 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from vae_core import losses
+from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
+from vae_core.model import VAE, VAEConfig
+from vae_core.repro import make_deterministic
+from vae_core.train import CapturedEpoch, TrainConfig, TrainState, fit, make_optimizer
 
-from vae_core import losses  # noqa: E402
-from vae_core.evaluate import evaluate_elbo, iw_log_likelihood  # noqa: E402
-from vae_core.model import VAE, VAEConfig  # noqa: E402
-from vae_core.repro import make_deterministic  # noqa: E402
-from vae_core.train import TrainConfig, fit, make_optimizer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 X_DIM = 784
 Z_DIM = 20
@@ -111,8 +111,9 @@ def reference_epoch(model: VAE, x_cpu: torch.Tensor, batch: int, device: torch.d
         optimizer.step()
 
 
-def ours_epoch(model: VAE, x: torch.Tensor, batch: int) -> None:
-    fit(model, x, None, TrainConfig(epochs=1, batch_size=batch), progress=False)
+def ours_epoch(model: VAE, x: torch.Tensor, batch: int, cuda_graph: bool = True) -> None:
+    """One epoch of `fit`: on CUDA its step replayed from a CUDA graph, or eager with `cuda_graph=False`."""
+    fit(model, x, None, TrainConfig(epochs=1, batch_size=batch), progress=False, cuda_graph=cuda_graph)
 
 
 # --- the ceiling: float32 matmuls --------------------------------------------------------------------------------
@@ -175,7 +176,24 @@ def step_parts(init: VAE, batch: int, device: torch.device) -> dict[str, Callabl
         optimizer.step()
 
     forward_backward()
-    return {"step": step, "forward_backward": forward_backward, "adam": optimizer.step}
+    parts = {"step": step, "forward_backward": forward_backward, "adam": optimizer.step}
+    if device.type == "cuda":
+        parts["captured"] = captured_step(init, batch, device)
+    return parts
+
+
+CAPTURED_STEPS = 20
+
+
+def captured_step(init: VAE, batch: int, device: torch.device) -> Callable[[], None]:
+    """An epoch of CAPTURED_STEPS full batches replayed from the CUDA graph (CapturedEpoch), per step: the replays,
+    and the epoch's own work (its shuffle, schedule and one read of the statistics) shared out over its steps."""
+    x = synthetic_mnist(CAPTURED_STEPS * batch, seed=3, device=device)
+    config = TrainConfig(epochs=10**6, batch_size=batch)
+    state = TrainState.create(copy.deepcopy(init), config, len(x), lr_tensor=True)
+    run = CapturedEpoch(state, x)
+    run()  # the warm-up steps and the capture
+    return run  # one epoch a call; bench_training divides its time by CAPTURED_STEPS
 
 
 def bench_adam(hidden: tuple[int, ...], args: argparse.Namespace, device: torch.device) -> dict:
@@ -230,7 +248,7 @@ def bench_training(hidden: tuple[int, ...], batch: int, args: argparse.Namespace
     ours_epoch(copy.deepcopy(init), x[: 4 * batch], batch)
     parts = step_parts(init, batch, device)
     part_s: dict[str, list[float]] = {name: [] for name in [*parts, "step_gemms"]}
-    ref_s, ours_s, step_rate, big_rate = [], [], [], []
+    ref_s, ours_s, eager_s, step_rate, big_rate = [], [], [], [], []
     for _ in range(args.reps):
         for name, fn in [*parts.items(), ("step_gemms", step_fn)]:
             part_s[name].append(timed(lambda fn=fn: [fn() for _ in range(5)], device) / 5)
@@ -238,7 +256,12 @@ def bench_training(hidden: tuple[int, ...], batch: int, args: argparse.Namespace
         ref_s.append(timed(lambda m=ref_model: reference_epoch(m, x_cpu, batch, device), device))
         step_rate.append(rate(step_fn, step_flops, device, args.ceiling_seconds))
         ours_s.append(timed(lambda m=our_model: ours_epoch(m, x, batch), device))
+        if device.type == "cuda":  # the same epoch with its steps eager
+            eager_model = copy.deepcopy(init)
+            eager_s.append(timed(lambda m=eager_model: ours_epoch(m, x, batch, cuda_graph=False), device))
         big_rate.append(rate(big_fn, big_flops, device, args.ceiling_seconds))
+    if "captured" in part_s:
+        part_s["captured"] = [s / CAPTURED_STEPS for s in part_s["captured"]]
     n_steps = -(-args.samples // batch)
     flops_per_epoch = sum(train_flops(hidden, min(batch, args.samples - s * batch)) for s in range(n_steps))
     ref_sps = args.samples / statistics.median(ref_s)
@@ -264,7 +287,53 @@ def bench_training(hidden: tuple[int, ...], batch: int, args: argparse.Namespace
         "reference_ms_per_step": 1e3 * statistics.median(ref_s) / n_steps,
         "speedup_bound_by_matmuls": statistics.median(ref_s) / n_steps / statistics.median(part_s["step_gemms"]),
         "step_ms": {name: 1e3 * statistics.median(v) for name, v in part_s.items()},
-        "raw_seconds": {"reference": ref_s, "ours": ours_s, **{f"step_{k}": v for k, v in part_s.items()}},
+        **({"ours_eager_samples_per_s": args.samples / statistics.median(eager_s)} if eager_s else {}),
+        "raw_seconds": {
+            "reference": ref_s,
+            "ours": ours_s,
+            **({"ours_eager": eager_s} if eager_s else {}),
+            **{f"step_{k}": v for k, v in part_s.items()},
+        },
+    }
+
+
+def load_reference_fit() -> Callable:
+    """The training loop as it stood before train_step and TrainState, kept in tests/test_train.py as the reference."""
+    spec = importlib.util.spec_from_file_location("reference_loop", ROOT / "tests" / "test_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_fit
+
+
+def bench_old_loop(hidden: tuple[int, ...], batch: int, args: argparse.Namespace, device: torch.device) -> dict:
+    """One epoch of the loop before its restructuring against one of `fit` as it is, interleaved, same data and
+    settings; and whether the two give the same history and weights bit for bit."""
+    reference_fit = load_reference_fit()
+    x = synthetic_mnist(args.samples, seed=1, device=device)
+    config = TrainConfig(epochs=1, batch_size=batch)
+    torch.manual_seed(0)
+    init = VAE(VAEConfig(hidden=hidden)).to(device)
+    old_model, new_model = copy.deepcopy(init), copy.deepcopy(init)
+    old_rows = reference_fit(old_model, x, None, config)
+    new_rows = fit(new_model, x, None, config, progress=False).to_list()
+    identical = [{k: v for k, v in r.items() if k != "seconds"} for r in new_rows] == old_rows and all(
+        torch.equal(a, b) for a, b in zip(old_model.state_dict().values(), new_model.state_dict().values(), strict=True)
+    )
+    old_s, new_s = [], []
+    for _ in range(args.reps):
+        old_model, new_model = copy.deepcopy(init), copy.deepcopy(init)
+        old_s.append(timed(lambda m=old_model: reference_fit(m, x, None, config), device))
+        new_s.append(timed(lambda m=new_model: fit(m, x, None, config, progress=False), device))
+    return {
+        "hidden": list(hidden),
+        "batch": batch,
+        "samples_per_epoch": args.samples,
+        "reps": args.reps,
+        "old_epoch_s": statistics.median(old_s),
+        "new_epoch_s": statistics.median(new_s),
+        "new_over_old_time": statistics.median(new_s) / statistics.median(old_s),
+        "bit_identical": identical,
+        "raw_seconds": {"old": old_s, "new": new_s},
     }
 
 
@@ -312,8 +381,24 @@ def gflops(v: float) -> str:
     return f"{v / 1e9:7.1f}"
 
 
+def print_old_loop(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print("\nThe loop before train_step/TrainState (old) against fit now (new): one epoch, median seconds")
+    print(f"{'model':<16}{'batch':>6}{'old s':>9}{'new s':>9}{'new/old':>9}  bit-identical")
+    for r in rows:
+        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        print(
+            f"{model:<16}{r['batch']:>6}{r['old_epoch_s']:>9.3f}{r['new_epoch_s']:>9.3f}"
+            f"{r['new_over_old_time']:>9.3f}  {r['bit_identical']}"
+        )
+
+
 def print_tables(result: dict) -> None:
     print(f"\n{result['device']}, torch {result['torch']}, {result['threads']} threads, {result['date']}")
+    print_old_loop(result.get("old_loop", []))
+    if "training" not in result:
+        return
     print("\nTraining, one epoch of synthetic binary MNIST-shaped data (samples/s; GFLOP/s counted from layer shapes)")
     head = (
         f"{'model':<16}{'batch':>6}{'ref s/s':>10}{'ours s/s':>10}{'ratio':>7}{'ours GF/s':>10}"
@@ -341,6 +426,19 @@ def print_tables(result: dict) -> None:
         )
         bound = f"{r['reference_ms_per_step']:>10.1f}{r['speedup_bound_by_matmuls']:>12.2f}"
         print(f"{model:<16}{r['batch']:>6}{ms['step']:>9.1f}{cells}{bound}")
+    captured = [r for r in result["training"] if "captured" in r["step_ms"]]
+    if captured:
+        print("\nCUDA: one step eager and replayed from a CUDA graph (ms), its matmuls alone; epochs (samples/s)")
+        head = f"{'model':<16}{'batch':>6}{'eager':>9}{'captured':>10}{'ratio':>7}{'matmuls':>9}"
+        print(f"{head}{'eager s/s':>11}{'ours s/s':>10}")
+        for r in captured:
+            model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+            ms = r["step_ms"]
+            print(
+                f"{model:<16}{r['batch']:>6}{ms['step']:>9.3f}{ms['captured']:>10.3f}"
+                f"{ms['step'] / ms['captured']:>7.1f}"
+                f"{ms['step_gemms']:>9.3f}{r['ours_eager_samples_per_s']:>11.0f}{r['ours_samples_per_s']:>10.0f}"
+            )
     print("\nOne Adam step on the model's parameters, median ms")
     print(f"{'model':<16}{'params':>10}{'fused':>8}{'foreach':>9}{'for-loop':>10}")
     for r in result["adam"]:
@@ -376,6 +474,8 @@ def main() -> None:
     parser.add_argument("--iw-reps", type=int, default=3)
     parser.add_argument("--ceiling-seconds", type=float, default=0.5, help="time per ceiling measurement")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few samples, one repetition")
+    parser.add_argument("--old-loop", action="store_true", help="also time the loop before train_step against fit")
+    parser.add_argument("--only-old-loop", action="store_true", help="time only that comparison")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results-<device>.json)")
     args = parser.parse_args()
     if args.quick:
@@ -393,13 +493,16 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "data": "synthetic seeded binary images of MNIST shape",
-        "training": [bench_training(h, b, args, device) for h in models for b in batches],
-        "adam": [bench_adam(h, args, device) for h in models],
-        "evaluation": [bench_evaluation(h, args, device) for h in models],
     }
-    print_tables(result)
+    if args.old_loop or args.only_old_loop:
+        result["old_loop"] = [bench_old_loop(h, b, args, device) for h in models for b in batches]
+    if not args.only_old_loop:
+        result["training"] = [bench_training(h, b, args, device) for h in models for b in batches]
+        result["adam"] = [bench_adam(h, args, device) for h in models]
+        result["evaluation"] = [bench_evaluation(h, args, device) for h in models]
     out = Path(args.out) if args.out else ROOT / "benchmarks" / f"results-{device.type}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    print_tables(result)
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 

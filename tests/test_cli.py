@@ -235,6 +235,16 @@ def test_interrupted_train_resumes_to_the_same_result(world, tmp_path, capsys, m
     assert_same_weights(load_model(out / "model"), load_model(world / "run" / "model"))
 
 
+def test_no_cuda_graph_flag_reaches_fit(world, tmp_path, capsys, monkeypatch):
+    seen = []
+    real_fit = cli.fit
+    monkeypatch.setattr(cli, "fit", lambda *a, **kw: seen.append(kw["cuda_graph"]) or real_fit(*a, **kw))
+    assert cli.main([*TRAIN, "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*TRAIN, "--out", str(tmp_path / "b"), "--no-cuda-graph"]) == 0
+    capsys.readouterr()
+    assert seen == [True, False]
+
+
 def test_resume_with_other_settings_fails(world, tmp_path, capsys):
     out = tmp_path / "run"
     (out).mkdir()

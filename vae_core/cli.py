@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a CUDA graph"
+    )
 
     p = sub.add_parser("evaluate", help="ELBO and importance-weighted log-likelihood of a checkpoint on a split")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt or a folder with model.safetensors")
@@ -160,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint=args.out / "checkpoint.pt",
         resume=args.resume,
         progress=not args.no_progress,
+        cuda_graph=not args.no_cuda_graph,
     )
     seconds = time.perf_counter() - tic
     atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")

@@ -14,7 +14,10 @@ from vae_core.model import VAE
 
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example."""
+    """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example.
+
+    The sums stay on x's device and are read once, at the end (no host synchronization per batch).
+    """
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -41,16 +44,19 @@ class IWEstimate:
 def iw_log_likelihood(
     model: VAE, x: Tensor, k: int, batch_size: int = 100, chunk: int = 100, seed: int = 0
 ) -> IWEstimate:
-    """Estimate log p(x) per example with K importance samples from q(z|x), in batches, streaming over K."""
+    """Estimate log p(x) per example with K importance samples from q(z|x), in batches, streaming over K.
+
+    The batches' values stay on x's device and are read once, at the end (no host synchronization per batch).
+    """
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
     values = [
-        losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double().cpu()
+        losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double()
         for s in range(0, x.shape[0], batch_size)
     ]
     model.train(was_training)
-    per_example = torch.cat(values)
+    per_example = torch.cat(values).cpu()
     n = per_example.numel()
     stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return IWEstimate(k=k, mean=per_example.mean().item(), stderr=stderr, per_example=per_example)

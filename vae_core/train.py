@@ -1,11 +1,18 @@
-"""fit(): the training loop over a device-resident dataset, with history, snapshots and resumable checkpoints."""
+"""fit(): the training loop over a device-resident dataset, with history, snapshots and resumable checkpoints.
+
+From the smallest piece up: `train_step` takes one Adam step on a minibatch, `train_epoch` one pass over the data,
+`TrainState` holds all a run needs to go on and owns the checkpoint format, and `fit` runs the epochs with
+validation, checkpoints and hooks. On CUDA, `CapturedEpoch` replays the step from a CUDA graph.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,7 @@ from torch import Tensor
 from tqdm import tqdm  # the terminal bar: tqdm.auto warns in kernels without ipywidgets
 
 from vae_core import losses
-from vae_core.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.checkpoint import first_line, load_checkpoint, save_checkpoint
 from vae_core.evaluate import evaluate_elbo
 from vae_core.model import VAE
 
@@ -114,7 +121,7 @@ def kl_weight(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def objective_terms(
-    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float
+    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float | Tensor
 ) -> tuple[Tensor, losses.ELBOTerms]:
     """The per-example bound that training maximizes (the beta-ELBO or the IWAE bound) and the ELBO terms."""
     if config.objective == "iwae":
@@ -123,74 +130,291 @@ def objective_terms(
     return terms.elbo, terms
 
 
-def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
-    """Adam; the fused kernel where the device supports it (it pays on CPU and CUDA)."""
+def make_optimizer(model: VAE, lr: float, lr_tensor: bool = False) -> torch.optim.Adam:
+    """Adam; the fused kernel where the device supports it (it pays on CPU and CUDA).
+
+    With `lr_tensor`, the learning rate lives in a float32 tensor on the model's device that a captured step
+    overwrites in place, and on CUDA the optimizer is capturable (its step counts stay on the device too).
+    """
     device = next(model.parameters()).device
     fused = device.type in ("cpu", "cuda")
+    if lr_tensor:
+        rate = torch.tensor(lr, dtype=torch.float32, device=device)
+        return torch.optim.Adam(model.parameters(), lr=rate, fused=fused, capturable=device.type == "cuda")
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
 
 
-FINITE_CHECK_EVERY = 50
-"""Steps between checks that the loss is finite (each check waits for a GPU); the epoch's last step is checked too."""
+def schedule(config: TrainConfig, steps: range, steps_per_epoch: int, device: torch.device | str = "cpu") -> Tensor:
+    """The learning rate and KL weight of each global step in `steps`, a (len(steps), 2) float64 tensor on `device`.
 
-
-def _check_finite(objectives: Tensor, first: int, epoch: int) -> None:
-    """Raise TrainingError naming the first step from `first` on whose loss (in `objectives`) is NaN or infinite."""
-    bad = ~torch.isfinite(objectives)
-    if bad.any():
-        step = first + int(bad.nonzero()[0, 0])
-        raise TrainingError(
-            f"the loss became {objectives[step - first].item()} at epoch {epoch}, step {step}; the last good "
-            "checkpoint (if any) is kept. Lower the learning rate (--lr) or check the data for values outside [0, 1]."
-        )
-
-
-def train_epoch(
-    model: VAE,
-    optimizer: torch.optim.Optimizer,
-    x: Tensor,
-    config: TrainConfig,
-    generator: torch.Generator,
-    first_step: int,
-    total_steps: int,
-    dynamic: bool,
-    epoch: int,
-) -> tuple[float, float, float, float]:
-    """One pass over shuffled minibatches of `x`; return the mean ELBO, reconstruction, KL and training bound.
-
-    Per-step statistics stay on the device and are read once per epoch; the loss is checked for NaN every
-    FINITE_CHECK_EVERY steps, and a TrainingError names the first bad step.
+    A captured step reads its row through a step counter on the device. The entries are computed by
+    `learning_rate` and `kl_weight` themselves, so they equal them exactly; evaluating the cosine with torch.cos
+    instead would not (it differs from math.cos in the last bit at some steps).
     """
-    model.train()
-    n = x.shape[0]
-    order = torch.randperm(n, generator=generator, device=x.device)
-    starts = range(0, n, config.batch_size)
-    steps_per_epoch = len(starts)
-    stats = torch.empty(len(starts), 5, dtype=torch.float32, device=x.device)  # loss, ELBO, rec., KL, bound sums
-    checked = 0
-    for i, start in enumerate(starts):
-        batch = x[order[start : start + config.batch_size]]
+    total = steps_per_epoch * config.epochs
+    rows = [(learning_rate(config, s, total), kl_weight(config, s, steps_per_epoch)) for s in steps]
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(steps), 2).to(device)
+
+
+STEP_STATS = ("loss", "elbo", "reconstruction", "kl", "bound")
+"""What `train_step` returns for a step: its loss, then the batch sums of the ELBO, its terms and the training bound."""
+
+
+@dataclass(frozen=True)
+class ELBOStats:
+    """Means in nats per example: the ELBO (reconstruction - beta * KL), its terms, and the bound training maximizes.
+
+    The bound is the ELBO itself for the elbo objective and the IWAE bound for the iwae objective.
+    """
+
+    elbo: float
+    reconstruction: float
+    kl: float
+    bound: float
+
+    @classmethod
+    def from_steps(cls, steps: Tensor, n: int, epoch: int) -> ELBOStats:
+        """The means over an epoch's `n` examples from its step statistics (one row per step, see STEP_STATS).
+
+        This is the epoch's one read from the device. The float32 batch sums are added in float64, step by step, in
+        order. A non-finite loss raises a TrainingError naming the epoch and its first bad step.
+        """
+        rows = steps.tolist()
+        bad = next((i for i, row in enumerate(rows) if not math.isfinite(row[0])), None)
+        if bad is not None:
+            raise TrainingError(
+                f"the loss became {rows[bad][0]} at epoch {epoch}, step {bad}; the last good checkpoint (if any) is "
+                "kept. Lower the learning rate (--lr) or check the data for values outside [0, 1]."
+            )
+        totals = [0.0, 0.0, 0.0, 0.0]
+        for row in rows:
+            totals = [s + v for s, v in zip(totals, row[1:], strict=True)]
+        return cls(*(s / n for s in totals))
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to go on: the model, Adam, the random stream, the epochs done and their history.
+
+    With `config.keep_best`, also the best epoch so far and a copy of its weights. `state_dict()` is the checkpoint
+    and `load_state_dict()` reads it back, so a resumed run continues exactly where the saved one stopped.
+    `beta` is the current step's KL weight, set with the learning rate by `set_step` (or, in a CUDA graph, from
+    device tensors by `CapturedEpoch`).
+    """
+
+    model: VAE
+    config: TrainConfig
+    optimizer: torch.optim.Adam
+    generator: torch.Generator
+    steps_per_epoch: int
+    epoch: int = 0
+    history: History = field(default_factory=History)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "valid_elbo": -math.inf, "model": None})
+    beta: float | Tensor = 1.0
+
+    @classmethod
+    def create(cls, model: VAE, config: TrainConfig, n_train: int, lr_tensor: bool = False) -> TrainState:
+        """A fresh state for `n_train` examples: Adam (see make_optimizer), a generator seeded with the run's seed."""
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+        steps_per_epoch = math.ceil(n_train / config.batch_size)
+        return cls(model, config, make_optimizer(model, config.lr, lr_tensor), generator, steps_per_epoch)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    def set_step(self, step: int) -> None:
+        """Set the learning rate and the KL weight of global step `step`."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, step, self.total_steps)
+        self.beta = kl_weight(self.config, step, self.steps_per_epoch)
+
+    def end_epoch(self, record: EpochRecord) -> None:
+        """Record an epoch; with keep_best, copy the weights when its validation ELBO is the best so far."""
+        self.history.records.append(record)
+        if self.config.keep_best and record.valid_elbo is not None and record.valid_elbo > self.best["valid_elbo"]:
+            self.best = {"epoch": record.epoch, "valid_elbo": record.valid_elbo, "model": _copy_state(self.model)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint: settings, weights, optimizer, random state, epoch, history (and the best epoch)."""
+        optimizer = self.optimizer.state_dict()
+        for group in optimizer["param_groups"]:
+            group["lr"] = float(group["lr"])  # a number, also where it lives in a device tensor
+        state = {
+            "model_config": self.model.config.to_dict(),
+            "train_config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": optimizer,
+            "rng": self.generator.get_state(),
+            "epoch": self.epoch,
+            "history": self.history.to_list(),
+        }
+        return {**state, "best": self.best} if self.config.keep_best else state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `state_dict` with the same settings (else TrainingError)."""
+        if state["train_config"] != asdict(self.config) or state["model_config"] != self.model.config.to_dict():
+            raise TrainingError("it was written with other settings; use the same settings or a new --out")
+        self.model.load_state_dict(state["model"])
+        live = [(group["lr"], group["capturable"]) for group in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group, (lr, capturable) in zip(self.optimizer.param_groups, live, strict=True):
+            group["capturable"] = capturable  # how this run steps, whatever the saved run did
+            if torch.is_tensor(lr):  # the saved rate, in this run's device tensor (the one a graph captures)
+                group["lr"] = lr.fill_(group["lr"])
+        self.generator.set_state(state["rng"].cpu())
+        self.epoch = state["epoch"]
+        self.history = History.from_list(state["history"])
+        self.best = state.get("best", self.best)
+
+
+def train_step(state: TrainState, x: Tensor) -> Tensor:
+    """One Adam step on the minibatch `x` at the state's learning rate and KL weight; it never waits for the device.
+
+    Returns the step's statistics (STEP_STATS) as one tensor on x's device.
+    """
+    bound, terms = objective_terms(state.model, x, state.config, state.generator, state.beta)
+    loss = -bound.mean()
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    with torch.no_grad():
+        return torch.stack([loss, terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()])
+
+
+def train_epoch(state: TrainState, x: Tensor, dynamic: bool = False) -> ELBOStats:
+    """One pass over shuffled minibatches of `x` (binarized afresh when `dynamic`); return the epoch's means."""
+    state.model.train()
+    order = torch.randperm(len(x), generator=state.generator, device=x.device)
+    first_step = state.epoch * state.steps_per_epoch
+    steps = []
+    for i, start in enumerate(range(0, len(x), state.config.batch_size)):
+        batch = x[order[start : start + state.config.batch_size]]
         if dynamic:
-            batch = torch.bernoulli(batch, generator=generator)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, first_step + i, total_steps)
-        beta = kl_weight(config, first_step + i, steps_per_epoch)
-        bound, terms = objective_terms(model, batch, config, generator, beta)
-        objective = -bound.mean()
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        with torch.no_grad():
-            sums = [terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()]
-            torch.stack([objective, *sums], out=stats[i])
-        if i + 1 - checked == FINITE_CHECK_EVERY or i + 1 == len(starts):
-            _check_finite(stats[checked : i + 1, 0], checked, epoch)
-            checked = i + 1
-    totals = [0.0, 0.0, 0.0, 0.0]
-    for row in stats[:, 1:].tolist():  # float64 sums, step by step, in order
-        totals = [s + v for s, v in zip(totals, row, strict=True)]
-    elbo, rec, kl, bound = (s / n if n else math.nan for s in totals)
-    return elbo, rec, kl, bound
+            batch = torch.bernoulli(batch, generator=state.generator)
+        state.set_step(first_step + i)
+        steps.append(train_step(state, batch))
+    state.epoch += 1
+    return ELBOStats.from_steps(torch.stack(steps), len(x), state.epoch)
+
+
+WARMUP_CALLS = 3
+"""Eager calls of a step before it is captured: they initialize Adam's state and the kernels' workspaces."""
+
+
+class CapturedEpoch:
+    """`train_epoch` with each step replayed from a CUDA graph captured once; call it to run the next epoch.
+
+    The graph reads and writes only static tensors on the device: the training set, this epoch's shuffled order, the
+    learning rate and KL weight of each step (`schedule`), a step counter, and the table of step statistics. Each
+    replay gathers its minibatch by the counter, binarizes it (`dynamic`) with the run's generator (registered with
+    the graph, so its random stream advances as in eager mode), copies its learning rate into Adam's device tensor
+    (Adam is fused and capturable), takes `train_step` and writes its statistics row. The host reads the device once
+    per epoch (ELBOStats.from_steps).
+
+    The last, partial batch (when the batch size does not divide the data) is captured in a second graph of its own
+    size, so each epoch sees every example once, as `train_epoch` does. The first WARMUP_CALLS steps, and the first
+    partial one, run eagerly on a side stream as real steps; a capture that fails warns and leaves its step eager.
+    Off CUDA (in the tests) the same steps run eagerly. The state comes from `TrainState.create(..., lr_tensor=True)`.
+    """
+
+    def __init__(self, state: TrainState, x: Tensor, dynamic: bool = False) -> None:
+        if not torch.is_tensor(state.optimizer.param_groups[0]["lr"]):
+            raise ValueError(
+                "CapturedEpoch needs the learning rate in a tensor: TrainState.create(..., lr_tensor=True)"
+            )
+        self.state, self.x, self.dynamic = state, x, dynamic
+        device, size = x.device, state.config.batch_size
+        self.order = torch.zeros(len(x), dtype=torch.long, device=device)
+        self.lr_beta = torch.zeros(state.steps_per_epoch, 2, dtype=torch.float64, device=device)
+        self.steps = torch.zeros(state.steps_per_epoch, len(STEP_STATS), device=device)
+        self.step_ids = torch.arange(state.steps_per_epoch, device=device).unsqueeze(1)
+        self.step = torch.zeros(1, dtype=torch.long, device=device)
+        self.offsets = torch.arange(size, device=device)
+        full, rest = divmod(len(x), size)
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # for warm-up and capture
+        self.calls = [(_Graphed(lambda: self.body(size), state.generator, stream, WARMUP_CALLS), full)]
+        if rest:  # its kernels are warm by then: one eager call (the first epoch's) is enough
+            self.calls.append((_Graphed(lambda: self.body(rest), state.generator, stream, 1), 1))
+
+    def body(self, size: int) -> None:
+        """One step of `size` examples, all on the device: what a graph captures."""
+        rows = self.order.index_select(0, self.step * self.state.config.batch_size + self.offsets[:size])
+        batch = self.x.index_select(0, rows)
+        if self.dynamic:
+            batch = torch.bernoulli(batch, generator=self.state.generator)
+        lr, beta = self.lr_beta.index_select(0, self.step)[0]
+        self.state.optimizer.param_groups[0]["lr"].copy_(lr)
+        self.state.beta = beta
+        stats = train_step(self.state, batch)
+        self.steps.copy_(torch.where(self.step_ids == self.step, stats, self.steps))
+        self.step.add_(1)
+
+    def __call__(self) -> ELBOStats:
+        state = self.state
+        first = state.epoch * state.steps_per_epoch
+        self.lr_beta.copy_(schedule(state.config, range(first, first + state.steps_per_epoch), state.steps_per_epoch))
+        state.model.train()
+        self.order.copy_(torch.randperm(len(self.x), generator=state.generator, device=self.x.device))
+        self.step.zero_()
+        for step, count in self.calls:
+            for _ in range(count):
+                step()
+        state.epoch += 1
+        return ELBOStats.from_steps(self.steps, len(self.x), state.epoch)
+
+
+class _Graphed:
+    """`fn` called eagerly `warmup` times on the side `stream`, then captured there in a CUDA graph and replayed.
+
+    A failed capture warns once and leaves `fn` eager. Without a stream (off CUDA), `fn` is simply called.
+    """
+
+    def __init__(
+        self, fn: Callable[[], None], generator: torch.Generator, stream: torch.cuda.Stream | None, warmup: int
+    ) -> None:
+        self.fn, self.generator, self.stream, self.warmup = fn, generator, stream, warmup
+        self.cuda = stream is not None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager_calls = 0
+        self.eager_only = not self.cuda
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.eager_only or self.eager_calls < self.warmup:
+            self.eager()
+        else:
+            self.capture()
+
+    def eager(self) -> None:
+        self.eager_calls += 1
+        if not self.cuda:
+            return self.fn()
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            self.fn()
+        torch.cuda.current_stream().wait_stream(self.stream)
+
+    def capture(self) -> None:
+        """Capture `fn` (capturing runs nothing) and replay it; on failure, warn and call it eagerly instead."""
+        try:
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(self.generator)
+            with torch.cuda.graph(graph, stream=self.stream):
+                self.fn()
+        except Exception as err:  # e.g. an op that cannot be captured, or a torch without graph-safe generators
+            self.eager_only = True
+            warnings.warn(
+                f"CUDA graph capture of the training step failed ({type(err).__name__}: {first_line(err, 200)}); "
+                "training goes on without it, more slowly. Turn capture off with cuda_graph=False (--no-cuda-graph).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.eager()
+        self.graph = graph
+        graph.replay()
 
 
 def fit(
@@ -204,79 +428,59 @@ def fit(
     checkpoint: Path | str | None = None,
     resume: bool = False,
     progress: bool = True,
+    cuda_graph: bool = True,
 ) -> History:
     """Train `model` on `train_x` (already on the model's device) with Adam; return the per-epoch history.
 
-    With `checkpoint`, the full state (weights, optimizer, RNG, epoch, history) is saved atomically after every epoch,
-    and `resume=True` continues from it: a resumed run equals the uninterrupted one. `hook(epoch, model, history)`
-    runs after each epoch, e.g. to take sample snapshots. With `dynamic`, each minibatch is binarized afresh.
-    With `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
-    ELBO, not the last; the history keeps every epoch.
+    With `checkpoint`, the full state (TrainState.state_dict) is saved atomically after every epoch, and
+    `resume=True` continues from it: a resumed run equals the uninterrupted one. `hook(epoch, model, history)` runs
+    after each epoch, e.g. to take sample snapshots. With `dynamic`, each minibatch is binarized afresh. With
+    `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
+    ELBO, not the last; the history keeps every epoch. On CUDA each step is replayed from a CUDA graph
+    (CapturedEpoch) unless `cuda_graph=False`; otherwise `train_epoch` runs (bit-reproducible on the CPU).
     """
     config = config or TrainConfig()
     device = next(model.parameters()).device
     if train_x.device != device or (valid_x is not None and valid_x.device != device):
         raise ValueError(f"data must live on the model's device {device}; move it with .to(device) first")
+    if len(train_x) == 0:
+        raise ValueError("train_x holds no examples")
     if config.keep_best and valid_x is None:
         raise ValueError("keep_best selects the epoch on the validation ELBO: pass valid_x")
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    optimizer = make_optimizer(model, config.lr)
-    history = History()
-    start_epoch = 1
-    best: dict[str, Any] = {"epoch": 0, "valid_elbo": -math.inf, "model": None}
+    capture = cuda_graph and device.type == "cuda"
+    state = TrainState.create(model, config, len(train_x), lr_tensor=capture)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(Path(checkpoint), map_location=device)
-        if state["train_config"] != asdict(config) or state["model_config"] != model.config.to_dict():
-            raise TrainingError(f"{checkpoint} was written with other settings; use the same settings or a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng"].cpu())
-        history = History.from_list(state["history"])
-        start_epoch = state["epoch"] + 1
-        best = state.get("best", best)
+        try:
+            state.load_state_dict(load_checkpoint(Path(checkpoint), map_location=device))
+        except TrainingError as err:
+            raise TrainingError(f"{checkpoint}: {err}") from None
+    run_epoch = CapturedEpoch(state, train_x, dynamic) if capture else partial(train_epoch, state, train_x, dynamic)
     valid_eval = valid_x
     if dynamic and valid_x is not None:
         valid_eval = torch.bernoulli(valid_x, generator=torch.Generator(device=device).manual_seed(config.seed + 1))
-    steps_per_epoch = math.ceil(train_x.shape[0] / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    bar = tqdm(range(start_epoch, config.epochs + 1), disable=not progress, desc="epochs", unit="epoch", leave=True)
+    bar = tqdm(range(state.epoch + 1, config.epochs + 1), disable=not progress, desc="epochs", unit="epoch")
     for epoch in bar:
         tic = time.perf_counter()
-        lr = learning_rate(config, (epoch - 1) * steps_per_epoch, total_steps)
-        *train, bound = train_epoch(
-            model, optimizer, train_x, config, generator, (epoch - 1) * steps_per_epoch, total_steps, dynamic, epoch
-        )
+        lr = learning_rate(config, state.epoch * state.steps_per_epoch, state.total_steps)
+        train = run_epoch()
         valid: tuple[float | None, ...] = (None, None, None)
         if valid_eval is not None:
             terms = evaluate_elbo(model, valid_eval, config.eval_batch_size, seed=config.seed + epoch)
             valid = (terms["elbo"], terms["reconstruction"], terms["kl"])
         if device.type == "cuda":
             torch.cuda.synchronize()
-        history.records.append(
-            EpochRecord(epoch, *train, *valid, seconds=time.perf_counter() - tic, lr=lr, train_objective=bound)
+        seconds = time.perf_counter() - tic
+        state.end_epoch(
+            EpochRecord(epoch, train.elbo, train.reconstruction, train.kl, *valid, seconds, lr, train.bound)
         )
-        if config.keep_best and valid[0] is not None and valid[0] > best["valid_elbo"]:
-            best = {"epoch": epoch, "valid_elbo": valid[0], "model": _copy_state(model)}
         if checkpoint is not None:
-            save_checkpoint(
-                Path(checkpoint),
-                {
-                    "model_config": model.config.to_dict(),
-                    "train_config": asdict(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": generator.get_state(),
-                    "epoch": epoch,
-                    "history": history.to_list(),
-                    **({"best": best} if config.keep_best else {}),
-                },
-            )
+            save_checkpoint(Path(checkpoint), state.state_dict())
         if hook is not None:
-            hook(epoch, model, history)
-        bar.set_postfix(train=f"{train[0]:.2f}", valid="-" if valid[0] is None else f"{valid[0]:.2f}")
-    if config.keep_best and best["model"] is not None:
-        model.load_state_dict(best["model"])
-    return history
+            hook(epoch, model, state.history)
+        bar.set_postfix(train=f"{train.elbo:.2f}", valid="-" if valid[0] is None else f"{valid[0]:.2f}")
+    if config.keep_best and state.best["model"] is not None:
+        model.load_state_dict(state.best["model"])
+    return state.history
 
 
 def _copy_state(model: VAE) -> dict[str, Tensor]:
