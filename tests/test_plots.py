@@ -14,9 +14,11 @@ import torch  # noqa: E402
 from vae_core.model import VAE, VAEConfig  # noqa: E402
 from vae_core.plots import (  # noqa: E402
     elbo_curves,
+    ellipse,
     iw_curve,
     latent_scatter,
     manifold,
+    prior_samples_over_posterior,
     reconstructions,
     sample_figure,
     show_grid,
@@ -143,4 +145,33 @@ def test_iw_curve():
     assert band[:, 1].min() == pytest.approx(-101.0) and band[:, 1].max() == pytest.approx(-96.9)
     with pytest.raises(ValueError):
         iw_curve([1, 10], [-100.0], [0.5, 0.4])
+    ax.figure.canvas.draw()
+
+
+def test_ellipse_is_the_mahalanobis_contour():
+    mean = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    cov = torch.tensor([[2.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
+    points = torch.from_numpy(ellipse(mean, cov, radius=3.0, n=50))
+    offset = points - mean
+    distance2 = (offset @ torch.linalg.inv(cov) * offset).sum(-1)
+    assert points.shape == (50, 2)
+    torch.testing.assert_close(distance2, torch.full((50,), 9.0, dtype=torch.float64))
+
+
+def test_prior_samples_over_posterior():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 2, generator=gen, dtype=torch.float64)
+    log_w = -0.5 * ((z - 1.0) / 0.2).pow(2).sum(-1)  # weights peaked at (1, 1)
+    mean, cov = torch.ones(2, dtype=torch.float64), 0.04 * torch.eye(2, dtype=torch.float64)
+    ax = prior_samples_over_posterior(z, log_w, mean, cov)
+    scatter = ax.collections[0]
+    shares = scatter.get_array()
+    assert len(shares) == 300 and shares.max() <= 1.0 and shares.min() >= 1e-6
+    drawn = scatter.get_offsets()
+    heaviest = np.asarray(drawn[-1])  # drawn last, on top
+    np.testing.assert_allclose(heaviest, z[log_w.argmax()].numpy())
+    lines = ax.get_lines()
+    assert len(lines) == 5  # the prior's two circles, the posterior's three ellipses
+    np.testing.assert_allclose(np.hypot(*lines[1].get_xydata().T), 2.0)  # the prior's 2-sd circle
+    np.testing.assert_allclose(np.hypot(*(lines[2].get_xydata() - 1.0).T), 0.2)  # the posterior's 1-sd contour
     ax.figure.canvas.draw()

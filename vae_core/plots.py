@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -120,6 +121,48 @@ def iw_curve(ks: list[int], means: list[float], stderrs: list[float], ax: Axes |
     ax.set_xlabel("importance samples $K$")
     ax.set_ylabel("$\\mathcal{L}_K$ (nats per image)")
     ax.grid(alpha=0.3)
+    return ax
+
+
+def ellipse(mean: Tensor, cov: Tensor, radius: float = 1.0, n: int = 200) -> np.ndarray:
+    """The (n, 2) points z with (z - mean)^T cov^-1 (z - mean) = radius^2: a 2-D Gaussian's contour."""
+    t = torch.linspace(0.0, 2.0 * torch.pi, n, dtype=cov.dtype)
+    circle = torch.stack([t.cos(), t.sin()], dim=1)
+    return (mean + radius * circle @ torch.linalg.cholesky(cov).T).detach().numpy()
+
+
+def prior_samples_over_posterior(
+    z: Tensor, log_w: Tensor, post_mean: Tensor, post_cov: Tensor, ax: Axes | None = None
+) -> Axes:
+    """2-D prior samples z_n, coloured by their share w_n / sum w of the naive weights, over the posterior's ellipses.
+
+    The solid ellipses are the posterior's 1, 2 and 3 standard-deviation contours, the dashed circles the prior's.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    share = torch.softmax(log_w.detach(), dim=0).numpy()
+    points = z.detach().numpy()
+    order = np.argsort(share)  # heaviest drawn last, on top
+    floor = 1e-6
+    scatter = ax.scatter(
+        points[order, 0],
+        points[order, 1],
+        c=np.maximum(share[order], floor),
+        s=6 + 60 * share[order] / share.max(),
+        cmap="viridis",
+        norm=matplotlib.colors.LogNorm(vmin=floor, vmax=1.0),
+        linewidths=0,
+    )
+    for r in (1.0, 2.0):
+        ring = ellipse(torch.zeros(2, dtype=post_cov.dtype), torch.eye(2, dtype=post_cov.dtype), r)
+        ax.plot(ring[:, 0], ring[:, 1], "--", color="0.5", linewidth=1)
+    for r in (1.0, 2.0, 3.0):
+        ring = ellipse(post_mean, post_cov, r)
+        ax.plot(ring[:, 0], ring[:, 1], color="C3", linewidth=1.2)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.figure.colorbar(scatter, ax=ax, label="share of the total weight, $w_n / (w_1 + \\dots + w_N)$", shrink=0.8)
     return ax
 
 
