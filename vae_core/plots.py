@@ -174,3 +174,33 @@ def sample_snapshots(snapshots: dict[str, tuple[Tensor, Tensor]], nrow: int = 8)
         show_grid(right, draws, nrow, f"{title}: draws $x \\sim$ Bern$(f_\\theta(z))$")
     fig.tight_layout()
     return fig
+
+
+def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[float, float, float]]) -> Figure:
+    """Left, the aggregate posterior's mean and variance per latent dimension against the prior's 0 and 1.
+
+    Right, one stacked bar per label: the rate split into I_q (bottom) and KL(q(z) || p(z)) (top), from
+    `splits[label] = (mutual_information, marginal_kl, log_n)`, with log N marked by a dashed line.
+    """
+    fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.6, 1]})
+    dims = np.arange(mean.numel())
+    ax_m.bar(dims, variance.detach().cpu().numpy(), color="C0", alpha=0.6, label="variance of $q(z_i)$")
+    ax_m.plot(dims, mean.detach().cpu().numpy(), "o", color="C1", label="mean of $q(z_i)$")
+    ax_m.axhline(1.0, ls="--", color="0.3", lw=1, label="prior: variance 1")
+    ax_m.axhline(0.0, ls=":", color="0.3", lw=1, label="prior: mean 0")
+    ax_m.set_xticks(dims, [str(i) for i in dims.tolist()], fontsize=8)
+    ax_m.set_xlabel("latent dimension $i$")
+    ax_m.set_ylabel("moment of the aggregate posterior")
+    ax_m.set_ylim(-0.1, 1.55)
+    ax_m.legend(fontsize=8, loc="upper center", ncol=2)
+    positions = np.arange(len(splits))
+    for i, (info, marginal, log_n) in enumerate(splits.values()):
+        ax_s.bar(i, info, color="C2", label="$I_q(n; z)$" if i == 0 else None)
+        ax_s.bar(i, marginal, bottom=info, color="C3", label="KL$(q(z)\\,\\|\\,p(z))$" if i == 0 else None)
+        ax_s.plot([i - 0.4, i + 0.4], [log_n, log_n], "k--", lw=1.2, label="$\\log N$" if i == 0 else None)
+    ax_s.set_xticks(positions, list(splits))
+    ax_s.set_ylabel("nats per image")
+    ax_s.set_title("the rate, split")
+    ax_s.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
