@@ -15,11 +15,14 @@ from vae_core.model import VAE, VAEConfig  # noqa: E402
 from vae_core.plots import (  # noqa: E402
     elbo_curves,
     ellipse,
+    gaussian_ellipse,
     iw_curve,
     latent_scatter,
     manifold,
+    posterior_vs_diagonal,
     prior_samples_over_posterior,
     reconstructions,
+    reparameterization_graphs,
     sample_figure,
     show_grid,
     tile,
@@ -175,3 +178,47 @@ def test_prior_samples_over_posterior():
     np.testing.assert_allclose(np.hypot(*lines[1].get_xydata().T), 2.0)  # the prior's 2-sd circle
     np.testing.assert_allclose(np.hypot(*(lines[2].get_xydata() - 1.0).T), 0.2)  # the posterior's 1-sd contour
     ax.figure.canvas.draw()
+
+
+def test_gaussian_ellipse_axes_follow_the_covariance():
+    _, ax = plt.subplots()
+    cov = torch.tensor([[4.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    patch = gaussian_ellipse(ax, torch.tensor([1.0, -1.0]), cov, n_std=2.0)
+    assert patch.center == (1.0, -1.0)
+    assert (patch.width, patch.height) == pytest.approx((8.0, 4.0))  # 2 n_std sd along the major, then minor axis
+    assert patch.angle % 180 == pytest.approx(0.0, abs=1e-9)
+    tilted = gaussian_ellipse(ax, torch.zeros(2), torch.tensor([[1.0, 0.8], [0.8, 1.0]]))
+    assert tilted.angle % 180 == pytest.approx(45.0) and tilted.width > tilted.height
+
+
+def test_posterior_vs_diagonal_draws_three_gaussians_at_two_levels():
+    _, ax = plt.subplots()
+    posterior_vs_diagonal(ax, torch.tensor([[1.0, 0.8], [0.8, 1.0]]), title="t")
+    assert len(ax.patches) == 6 and ax.get_title() == "t"
+    labels = [p.get_label() for p in ax.patches if not p.get_label().startswith("_")]
+    assert len(labels) == 3 and any("best diagonal" in label for label in labels)
+    # the best diagonal q (dashed) is narrower than the marginal-variance one (dotted): 1 / Lambda_ii < Sigma_ii
+    widths = {p.get_linestyle(): p.width for p in ax.patches[::2]}
+    assert widths["--"] < widths[":"]
+
+
+def test_reparameterization_graphs_has_both_panels_and_the_noise_node():
+    fig = reparameterization_graphs()
+    top, bottom = fig.axes
+    top_texts = [t.get_text() for t in top.texts]
+    bottom_texts = [t.get_text() for t in bottom.texts]
+    assert any("sim" in t for t in top_texts) and not any("varepsilon" in t for t in top_texts)
+    assert any("varepsilon \\sim" in t for t in bottom_texts)
+    # gradient arrows: one on top (stopped at z), three below (back to phi)
+    red = "#c0392b"
+    count = [
+        sum(
+            1
+            for c in ax.texts
+            if getattr(c, "arrow_patch", None)
+            and c.arrow_patch.get_edgecolor() is not None
+            and matplotlib.colors.to_hex(c.arrow_patch.get_edgecolor()) == red
+        )
+        for ax in (top, bottom)
+    ]
+    assert count == [1, 3]

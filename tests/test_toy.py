@@ -186,3 +186,43 @@ def test_sample_moments(model: toy.LinearGaussian, gen: torch.Generator) -> None
     _, x = toy.sample(model, 200_000, gen)
     torch.testing.assert_close(x.mean(0), model.b, rtol=0, atol=0.02)
     torch.testing.assert_close(torch.cov(x.T), toy.marginal_cov(model), rtol=0, atol=0.05)
+
+
+def test_best_diagonal_q_is_the_minimum_and_its_gap_is_closed_form(
+    model: toy.LinearGaussian, gen: torch.Generator
+) -> None:
+    """best_diagonal_q attains diagonal_gap; perturbed diagonal q's do worse; the gap is positive for correlated z."""
+    _, x = toy.sample(model, 4, gen)
+    mean, var = toy.best_diagonal_q(model, x)
+    kl = toy.kl_to_posterior(model, x, mean, var)
+    gap = toy.diagonal_gap(model)
+    torch.testing.assert_close(kl, gap.expand(4), rtol=0, atol=1e-12)
+    assert gap > 1e-3
+    for _ in range(5):
+        dm = 0.1 * torch.randn(mean.shape, generator=gen, dtype=torch.float64)
+        dv = torch.exp(0.2 * torch.randn(var.shape, generator=gen, dtype=torch.float64))
+        assert (toy.kl_to_posterior(model, x, mean + dm, var * dv) > kl).all()
+    # marginal variances (moment matching) are wider than 1 / Lambda_ii and cost more
+    post_cov = toy.posterior(model, x)[1][0]
+    assert (post_cov.diagonal() > var[0]).all()
+    assert (toy.kl_to_posterior(model, x, mean, post_cov.diagonal().expand_as(mean)) > kl).all()
+
+
+def test_diagonal_gap_in_two_dimensions_is_minus_half_log_one_minus_rho_squared(gen: torch.Generator) -> None:
+    model = toy.LinearGaussian.random(latent_dim=2, data_dim=4, generator=gen, sigma=0.5)
+    cov = toy.posterior(model, torch.zeros(4, dtype=torch.float64))[1]
+    rho = cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt()
+    torch.testing.assert_close(toy.diagonal_gap(model), -0.5 * torch.log1p(-(rho**2)), rtol=1e-12, atol=1e-12)
+
+
+def test_affine_encoder_optimal_outputs_the_best_diagonal_q(model: toy.LinearGaussian, gen: torch.Generator) -> None:
+    _, x = toy.sample(model, 6, gen)
+    encoder = toy.AffineEncoder.optimal(model, requires_grad=True)
+    mean, var = encoder(x)
+    best_mean, best_var = toy.best_diagonal_q(model, x)
+    torch.testing.assert_close(mean, best_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(var, best_var, rtol=0, atol=1e-12)
+    assert all(p.requires_grad and p.is_leaf for p in encoder.parameters())
+    # at the optimum, the summed ELBO has zero gradient in phi
+    grads = torch.autograd.grad(toy.elbo(model, x, mean, var).sum(), encoder.parameters())
+    assert max(g.abs().max().item() for g in grads) < 1e-10

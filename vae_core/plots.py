@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from matplotlib.text import Text
 from torch import Tensor
 
 from vae_core.model import VAE
@@ -202,5 +204,99 @@ def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[
     ax_s.set_ylabel("nats per image")
     ax_s.set_title("the rate, split")
     ax_s.legend(fontsize=8, loc="lower right")
+
+
+def gaussian_ellipse(ax: Axes, mean: Tensor, cov: Tensor, n_std: float = 1.0, **style: object) -> Ellipse:
+    """Draw the n_std contour {z : (z - mean)^T cov^-1 (z - mean) = n_std^2} of a 2-D Gaussian; return the patch."""
+    values, vectors = torch.linalg.eigh(cov.detach().double())
+    angle = float(torch.rad2deg(torch.atan2(vectors[1, -1], vectors[0, -1])))
+    width, height = (2 * n_std * values.flip(0).sqrt()).tolist()
+    patch = Ellipse(tuple(mean.detach().double().tolist()), width, height, angle=angle, fill=False, **style)
+    ax.add_patch(patch)
+    return patch
+
+
+def posterior_vs_diagonal(ax: Axes, post_cov: Tensor, title: str = "") -> Axes:
+    """A 2-D posterior's 1- and 2-sd contours against two diagonal Gaussians with the same mean.
+
+    Solid: the posterior N(0, Sigma). Dashed: the best diagonal q in KL(q || p), variances 1 / Lambda_ii (Lambda =
+    Sigma^-1). Dotted: the diagonal Gaussian with the posterior's own marginal variances Sigma_ii.
+    """
+    post_cov = post_cov.detach().double()
+    zero = torch.zeros(2, dtype=torch.float64)
+    best = torch.diag(1.0 / torch.linalg.inv(post_cov).diagonal())
+    marginal = torch.diag(post_cov.diagonal())
+    styles = (
+        (post_cov, "posterior $p(z \\mid x)$", {"color": "black", "linestyle": "-"}),
+        (best, "best diagonal $q$", {"color": "C0", "linestyle": "--"}),
+        (marginal, "diagonal, marginal variances", {"color": "C1", "linestyle": ":"}),
+    )
+    for cov, label, style in styles:
+        for n_std in (1.0, 2.0):
+            gaussian_ellipse(
+                ax, zero, cov, n_std, linewidth=1.6, label=label if n_std == 1.0 else "_nolegend_", **style
+            )
+    reach = 2.2 * float(post_cov.diagonal().max().sqrt())
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-reach, reach)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$z_1 - \\mathbb{E}[z_1 \\mid x]$")
+    ax.set_ylabel("$z_2 - \\mathbb{E}[z_2 \\mid x]$")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _graph_node(ax: Axes, xy: tuple[float, float], text: str, stochastic: bool) -> Text:
+    """A computation-graph node: a rounded box, orange and dashed if random, grey if deterministic."""
+    face, edge, line = ("#fde3c8", "#d9730d", "--") if stochastic else ("#eeeeee", "#555555", "-")
+    box = {"boxstyle": "round,pad=0.45", "facecolor": face, "edgecolor": edge, "linestyle": line, "linewidth": 1.5}
+    return ax.text(*xy, text, ha="center", va="center", fontsize=12, bbox=box, zorder=3)
+
+
+def _graph_edge(ax: Axes, start: Text, end: Text, backward: bool = False) -> None:
+    """An arrow from box to box: forward (black, solid) or a gradient (red, dashed, just below the boxes' centres)."""
+    color, line, dy = ("#c0392b", "--", -0.28) if backward else ("black", "-", 0.0)
+    (x0, y0), (x1, y1) = start.get_position(), end.get_position()
+    props = {"arrowstyle": "-|>", "color": color, "linestyle": line, "linewidth": 1.4, "shrinkA": 2, "shrinkB": 2}
+    if not backward:
+        props |= {"patchA": start.get_bbox_patch(), "patchB": end.get_bbox_patch()}
+    else:  # from the bottom edge of one box to the bottom edge of the next, below both
+        props |= {"connectionstyle": "arc3,rad=0.25" if x1 < x0 else "arc3,rad=-0.25"}
+        y0, y1 = y0 + dy, y1 + dy
+    ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=props, zorder=2)
+
+
+def reparameterization_graphs() -> Figure:
+    """The computation graph from phi to f(z) without (top) and with (bottom) the reparameterization z = mu + sigma eps.
+
+    Black arrows are the forward computation, red dashed arrows the gradient that backpropagation sends back; random
+    nodes are orange and dashed. Without the trick the gradient stops at the sampled z; with it, it reaches phi.
+    """
+    fig, axes = plt.subplots(2, 1, figsize=(7.2, 5.0))
+    panels = (
+        ("without the trick: $z$ is drawn from $q_\\phi$", "$z \\sim \\mathcal{N}(\\mu, \\sigma^2)$", False),
+        ("with the trick: the noise $\\varepsilon$ enters from outside", "$z = \\mu + \\sigma\\varepsilon$", True),
+    )
+    for ax, (title, z_text, reparameterized) in zip(axes, panels, strict=True):
+        phi = _graph_node(ax, (0.0, 0.0), "$\\phi$", stochastic=False)
+        musig = _graph_node(ax, (1.5, 0.0), "$\\mu_\\phi, \\sigma_\\phi$", stochastic=False)
+        z = _graph_node(ax, (3.2, 0.0), z_text, stochastic=not reparameterized)
+        f = _graph_node(ax, (4.8, 0.0), "$f(z)$", stochastic=False)
+        for a, b in ((phi, musig), (musig, z), (z, f)):
+            _graph_edge(ax, a, b)
+        _graph_edge(ax, f, z, backward=True)
+        if reparameterized:
+            eps = _graph_node(ax, (3.2, 0.9), "$\\varepsilon \\sim \\mathcal{N}(0, 1)$", stochastic=True)
+            _graph_edge(ax, eps, z)
+            _graph_edge(ax, z, musig, backward=True)
+            _graph_edge(ax, musig, phi, backward=True)
+        else:
+            ax.text(2.35, -0.3, "\u2715", color="#c0392b", fontsize=18, ha="center", va="center", zorder=4)
+            ax.text(2.35, -0.62, "no derivative through a draw", color="#c0392b", fontsize=10, ha="center")
+        ax.set_title(title, fontsize=12)
+        ax.set_xlim(-0.5, 5.4)
+        ax.set_ylim(-0.8, 1.25)
+        ax.set_axis_off()
     fig.tight_layout()
     return fig

@@ -230,3 +230,56 @@ def chi2_divergence(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) ->
         + 0.5 * _quadratic(P2, mean2)
     )
     return torch.where(finite, torch.expm1(log_moment), math.inf)
+
+
+def posterior_precision(model: LinearGaussian) -> Tensor:
+    """Lambda = I + W^T W / sigma^2, the inverse of the posterior covariance (the same for every x)."""
+    eye = torch.eye(model.latent_dim, dtype=model.W.dtype)
+    return eye + model.W.T @ model.W / model.sigma**2
+
+
+def best_diagonal_q(model: LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The diagonal Gaussian q closest to p(z|x) in KL(q || p(z|x)): the posterior mean and variances 1 / Lambda_ii.
+
+    Lambda is the posterior precision I + W^T W / sigma^2. Returns (mean, variances), both of shape (..., D).
+    """
+    mean, _ = posterior(model, x)
+    return mean, (1.0 / posterior_precision(model).diagonal()).expand_as(mean)
+
+
+def diagonal_gap(model: LinearGaussian) -> Tensor:
+    """min over diagonal Gaussians q of KL(q || p(z|x)) = 1/2 (sum_i log Lambda_ii - log det Lambda), for any x.
+
+    For D = 2 this is -1/2 log(1 - rho^2), rho the posterior correlation: the part of the ELBO's gap that no
+    diagonal q can close.
+    """
+    precision = posterior_precision(model)
+    return 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision))
+
+
+@dataclass
+class AffineEncoder:
+    """An amortized q_phi(z|x) = N(A x + c, diag(exp(2 log_std))): one phi = (A, c, log_std) shared by every x."""
+
+    A: Tensor  # (D, M)
+    c: Tensor  # (D,)
+    log_std: Tensor  # (D,)
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, variances) of q(z|x) for a batch x of shape (..., M)."""
+        mean = x @ self.A.T + self.c
+        return mean, (2.0 * self.log_std).exp().expand_as(mean)
+
+    def parameters(self) -> list[Tensor]:
+        """phi as a list, e.g. for a torch optimizer."""
+        return [self.A, self.c, self.log_std]
+
+    @classmethod
+    def optimal(cls, model: LinearGaussian, requires_grad: bool = False) -> AffineEncoder:
+        """The encoder that outputs best_diagonal_q(model, x) for every x (the posterior mean is affine in x)."""
+        with torch.no_grad():
+            precision = posterior_precision(model)
+            A = torch.linalg.solve(precision, model.W.T) / model.sigma**2
+            c = -A @ model.b
+            log_std = -0.5 * precision.diagonal().log()
+        return cls(*(t.clone().requires_grad_(requires_grad) for t in (A, c, log_std)))
