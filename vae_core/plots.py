@@ -126,11 +126,14 @@ def iw_curve(ks: list[int], means: list[float], stderrs: list[float], ax: Axes |
     return ax
 
 
-def ellipse(mean: Tensor, cov: Tensor, radius: float = 1.0, n: int = 200) -> np.ndarray:
-    """The (n, 2) points z with (z - mean)^T cov^-1 (z - mean) = radius^2: a 2-D Gaussian's contour."""
-    t = torch.linspace(0.0, 2.0 * torch.pi, n, dtype=cov.dtype)
-    circle = torch.stack([t.cos(), t.sin()], dim=1)
-    return (mean + radius * circle @ torch.linalg.cholesky(cov).T).detach().numpy()
+def gaussian_ellipse(ax: Axes, mean: Tensor, cov: Tensor, n_std: float = 1.0, **style: object) -> Ellipse:
+    """Draw the n_std contour {z : (z - mean)^T cov^-1 (z - mean) = n_std^2} of a 2-D Gaussian; return the patch."""
+    values, vectors = torch.linalg.eigh(cov.detach().double())
+    angle = float(torch.rad2deg(torch.atan2(vectors[1, -1], vectors[0, -1])))
+    width, height = (2 * n_std * values.flip(0).sqrt()).tolist()
+    patch = Ellipse(tuple(mean.detach().double().tolist()), width, height, angle=angle, fill=False, **style)
+    ax.add_patch(patch)
+    return patch
 
 
 def prior_samples_over_posterior(
@@ -156,11 +159,9 @@ def prior_samples_over_posterior(
         linewidths=0,
     )
     for r in (1.0, 2.0):
-        ring = ellipse(torch.zeros(2, dtype=post_cov.dtype), torch.eye(2, dtype=post_cov.dtype), r)
-        ax.plot(ring[:, 0], ring[:, 1], "--", color="0.5", linewidth=1)
+        gaussian_ellipse(ax, torch.zeros(2), torch.eye(2), r, linestyle="--", edgecolor="0.5", linewidth=1, zorder=3)
     for r in (1.0, 2.0, 3.0):
-        ring = ellipse(post_mean, post_cov, r)
-        ax.plot(ring[:, 0], ring[:, 1], color="C3", linewidth=1.2)
+        gaussian_ellipse(ax, post_mean, post_cov, r, edgecolor="C3", linewidth=1.2, zorder=3)
     ax.set_aspect("equal")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
@@ -204,16 +205,6 @@ def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[
     ax_s.set_ylabel("nats per image")
     ax_s.set_title("the rate, split")
     ax_s.legend(fontsize=8, loc="lower right")
-
-
-def gaussian_ellipse(ax: Axes, mean: Tensor, cov: Tensor, n_std: float = 1.0, **style: object) -> Ellipse:
-    """Draw the n_std contour {z : (z - mean)^T cov^-1 (z - mean) = n_std^2} of a 2-D Gaussian; return the patch."""
-    values, vectors = torch.linalg.eigh(cov.detach().double())
-    angle = float(torch.rad2deg(torch.atan2(vectors[1, -1], vectors[0, -1])))
-    width, height = (2 * n_std * values.flip(0).sqrt()).tolist()
-    patch = Ellipse(tuple(mean.detach().double().tolist()), width, height, angle=angle, fill=False, **style)
-    ax.add_patch(patch)
-    return patch
 
 
 def posterior_vs_diagonal(ax: Axes, post_cov: Tensor, title: str = "") -> Axes:
