@@ -93,3 +93,12 @@ def test_local_gaussians_beat_the_encoder_and_leave_the_model_alone(model, x):
         local = gaussian_elbo(model, x, fit.mu, fit.logvar, eps)
     assert local.mean() > amortized.mean() + 1.0
     assert (local > amortized - 0.5).float().mean() > 0.9  # per image, almost every q improves
+
+
+def test_local_gaussians_continue_from_a_start(model, x):
+    first = fit_local_gaussians(model, x, steps=30, samples=4, lr=0.05, every=30)
+    still = fit_local_gaussians(model, x, steps=0, start=(first.mu, first.logvar), every=1)
+    assert torch.equal(still.mu, first.mu) and torch.equal(still.logvar, first.logvar)  # no step: unchanged
+    again = fit_local_gaussians(model, x, steps=30, samples=4, lr=0.005, seed=1, start=(first.mu, first.logvar))
+    assert again.mean_elbo[0] == pytest.approx(first.mean_elbo[-1], abs=2.0)  # starts where the first run ended
+    assert not torch.equal(again.mu, first.mu)

@@ -97,8 +97,10 @@ def fit_local_gaussians(
     seed: int = 0,
     every: int = 10,
     trace_samples: int = 8,
+    start: tuple[Tensor, Tensor] | None = None,
 ) -> LocalFit:
-    """Maximize each image's ELBO over its own Gaussian q(z) = N(mu, diag exp(logvar)), from the encoder's output.
+    """Maximize each image's ELBO over its own Gaussian q(z) = N(mu, diag exp(logvar)), from the encoder's output
+    (or from `start`, a (mu, logvar) pair, to continue an optimization).
 
     All images are optimized at once (their ELBOs are independent, so the gradient of the summed ELBO for one image's
     mu and logvar is that image's own): Adam with a cosine-decayed learning rate, `samples` fresh reparameterized
@@ -110,7 +112,7 @@ def fit_local_gaussians(
         p.requires_grad_(False)
     try:
         with torch.no_grad():
-            mu0, logvar0 = model.encoder(x)
+            mu0, logvar0 = model.encoder(x) if start is None else start
         mu, logvar = mu0.clone().requires_grad_(True), logvar0.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([mu, logvar], lr=lr)
         generator = torch.Generator(device=x.device).manual_seed(seed)
