@@ -1,0 +1,137 @@
+"""Inference for single images: importance weights and their effective sample size, and per-image Gaussians.
+
+The importance weights are those of the IW bound, w_k = p(x, z_k) / q(z_k | x) with z_k ~ q, for any diagonal
+Gaussian q given by its mean and log-variance (the encoder's by default). `fit_local_gaussians` optimizes one such q
+per image, all images at once, to measure the amortization gap of Cremer, Li & Duvenaud (2018).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vae_core import losses
+from vae_core.model import VAE
+
+
+@torch.no_grad()
+def log_importance_weights(
+    model: VAE,
+    x: Tensor,
+    k: int,
+    mu: Tensor | None = None,
+    logvar: Tensor | None = None,
+    batch_size: int = 100,
+    chunk: int = 100,
+    seed: int = 0,
+) -> Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for K draws z ~ q per image: a float64 tensor (n, K).
+
+    q is N(mu, diag exp(logvar)); without `mu` and `logvar` it is the encoder's q(z|x).
+    """
+    if k < 1 or chunk < 1 or batch_size < 1:
+        raise ValueError(f"k, chunk and batch_size must be positive, got {k}, {chunk}, {batch_size}")
+    was_training = model.training
+    model.eval()
+    if mu is None or logvar is None:
+        mu, logvar = model.encoder(x)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    rows = []
+    for s in range(0, x.shape[0], batch_size):
+        xb, mb, lb = x[s : s + batch_size], mu[s : s + batch_size], logvar[s : s + batch_size]
+        columns = []
+        for done in range(0, k, chunk):
+            n = min(chunk, k - done)
+            eps = torch.randn((n, *mb.shape), generator=generator, device=x.device, dtype=mb.dtype)
+            z = mb + torch.exp(0.5 * lb) * eps
+            log_px_z = losses.bernoulli_log_likelihood(model.decoder(z), xb.expand(n, *xb.shape))
+            log_w = log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mb, lb)
+            columns.append(log_w.T.double())
+        rows.append(torch.cat(columns, dim=1))
+    model.train(was_training)
+    return torch.cat(rows).cpu()
+
+
+def iw_bounds(log_w: Tensor, k: int) -> Tensor:
+    """The IW bound L_k per image from (n, K) log weights: log-mean-exp over each of the K // k disjoint groups of k
+    weights, averaged over the groups (so L_1 is the mean of log w, the ELBO estimate)."""
+    n, total = log_w.shape
+    if not 1 <= k <= total:
+        raise ValueError(f"k must be in [1, {total}], got {k}")
+    groups = log_w[:, : (total // k) * k].reshape(n, total // k, k)
+    return (torch.logsumexp(groups, dim=-1) - math.log(k)).mean(dim=1)
+
+
+def effective_sample_size(log_w: Tensor) -> Tensor:
+    """Kish's effective sample size (sum w)^2 / sum w^2 per row of log weights, between 1 and K."""
+    return torch.exp(2 * torch.logsumexp(log_w, dim=-1) - torch.logsumexp(2 * log_w, dim=-1))
+
+
+def gaussian_elbo(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+    """ELBO of q = N(mu, diag exp(logvar)) per image: log p(x|z) averaged over z = mu + sigma * eps for the S rows of
+    `eps` (shape (S, n, z_dim)), minus the closed-form KL to N(0, I). Differentiable in mu and logvar."""
+    z = mu + torch.exp(0.5 * logvar) * eps
+    reconstruction = losses.bernoulli_log_likelihood(model.decoder(z), x.expand(eps.shape[0], *x.shape)).mean(0)
+    return reconstruction - losses.kl_to_standard_normal(mu, logvar)
+
+
+@dataclass
+class LocalFit:
+    """Per-image Gaussians after optimization, and the mean ELBO over the images every few steps."""
+
+    mu: Tensor
+    logvar: Tensor
+    steps: list[int]
+    mean_elbo: list[float]
+
+
+def fit_local_gaussians(
+    model: VAE,
+    x: Tensor,
+    steps: int = 150,
+    samples: int = 4,
+    lr: float = 0.08,
+    seed: int = 0,
+    every: int = 10,
+    trace_samples: int = 8,
+    start: tuple[Tensor, Tensor] | None = None,
+) -> LocalFit:
+    """Maximize each image's ELBO over its own Gaussian q(z) = N(mu, diag exp(logvar)), from the encoder's output
+    (or from `start`, a (mu, logvar) pair, to continue an optimization).
+
+    All images are optimized at once (their ELBOs are independent, so the gradient of the summed ELBO for one image's
+    mu and logvar is that image's own): Adam with a cosine-decayed learning rate, `samples` fresh reparameterized
+    draws per image and step; the decoder stays fixed. Every `every` steps the trace records the mean ELBO on one
+    fixed set of `trace_samples` draws per image, so that the trace shows the optimization, not the sampling noise.
+    """
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            mu0, logvar0 = model.encoder(x) if start is None else start
+        mu, logvar = mu0.clone().requires_grad_(True), logvar0.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([mu, logvar], lr=lr)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        trace_eps = torch.randn((trace_samples, *mu.shape), generator=generator, device=x.device)
+        trace_steps, trace = [], []
+        for step in range(steps + 1):
+            if step % every == 0 or step == steps:
+                with torch.no_grad():
+                    trace.append(gaussian_elbo(model, x, mu, logvar, trace_eps).mean().item())
+                trace_steps.append(step)
+            if step == steps:
+                break
+            eps = torch.randn((samples, *mu.shape), generator=generator, device=x.device)
+            for group in optimizer.param_groups:
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / steps))
+            optimizer.zero_grad(set_to_none=True)
+            (-gaussian_elbo(model, x, mu, logvar, eps).sum()).backward()
+            optimizer.step()
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return LocalFit(mu=mu.detach(), logvar=logvar.detach(), steps=trace_steps, mean_elbo=trace)
