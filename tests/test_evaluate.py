@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vae_core import losses
-from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood, posterior_means
+from vae_core.evaluate import active_units, evaluate_elbo, evaluating, iw_log_likelihood, posterior_means
 from vae_core.model import VAE, VAEConfig
 
 CONFIG = VAEConfig(hidden=(64,), z_dim=4)
@@ -126,3 +126,14 @@ def test_posterior_means_in_batches(model, x):
     mu = posterior_means(model, x, batch_size=64)
     assert mu.shape == (300, 4) and not mu.requires_grad
     assert torch.allclose(mu, model.encoder(x)[0].detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluating_sets_eval_mode_and_restores_the_mode_even_on_error(training: bool) -> None:
+    model = VAE(VAEConfig(x_dim=4, hidden=(3,), z_dim=2)).train(training)
+    with evaluating(model) as inside:
+        assert inside is model and not model.training
+    assert model.training is training
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("boom")
+    assert model.training is training

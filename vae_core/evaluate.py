@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -12,20 +14,29 @@ from vae_core import losses
 from vae_core.model import VAE
 
 
+@contextmanager
+def evaluating(model: VAE) -> Iterator[VAE]:
+    """Put `model` in eval mode for the block, then restore the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> dict[str, float]:
     """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example.
 
     The sums stay on x's device and are read once, at the end (no host synchronization per batch).
     """
-    was_training = model.training
-    model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
     sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[0], batch_size):
-        terms = losses.elbo(model, x[start : start + batch_size], generator)
-        sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, x.shape[0], batch_size):
+            terms = losses.elbo(model, x[start : start + batch_size], generator)
+            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
     elbo, rec, kl = (sums / x.shape[0]).tolist()
     return {"elbo": elbo, "reconstruction": rec, "kl": kl}
 
@@ -48,14 +59,12 @@ def iw_log_likelihood(
 
     The batches' values stay on x's device and are read once, at the end (no host synchronization per batch).
     """
-    was_training = model.training
-    model.eval()
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    values = [
-        losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double()
-        for s in range(0, x.shape[0], batch_size)
-    ]
-    model.train(was_training)
+    with evaluating(model):
+        values = [
+            losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double()
+            for s in range(0, x.shape[0], batch_size)
+        ]
     per_example = torch.cat(values).cpu()
     n = per_example.numel()
     stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
@@ -65,8 +74,7 @@ def iw_log_likelihood(
 @torch.no_grad()
 def active_units(model: VAE, x: Tensor, threshold: float = 1e-2, batch_size: int = 2000) -> tuple[int, Tensor]:
     """Burda et al.'s active units: latent dimensions whose posterior mean varies across data, Var_x[mu] > threshold."""
-    means = torch.cat([model.encoder(x[s : s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])
-    variance = means.double().var(dim=0)
+    variance = posterior_means(model, x, batch_size).double().var(dim=0)
     return int((variance > threshold).sum().item()), variance
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from vae_core import losses
+from vae_core.evaluate import evaluating
 from vae_core.model import VAE
 
 
@@ -34,24 +35,22 @@ def log_importance_weights(
     """
     if k < 1 or chunk < 1 or batch_size < 1:
         raise ValueError(f"k, chunk and batch_size must be positive, got {k}, {chunk}, {batch_size}")
-    was_training = model.training
-    model.eval()
-    if mu is None or logvar is None:
-        mu, logvar = model.encoder(x)
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    rows = []
-    for s in range(0, x.shape[0], batch_size):
-        xb, mb, lb = x[s : s + batch_size], mu[s : s + batch_size], logvar[s : s + batch_size]
-        columns = []
-        for done in range(0, k, chunk):
-            n = min(chunk, k - done)
-            eps = torch.randn((n, *mb.shape), generator=generator, device=x.device, dtype=mb.dtype)
-            z = mb + torch.exp(0.5 * lb) * eps
-            log_px_z = losses.bernoulli_log_likelihood(model.decoder(z), xb.expand(n, *xb.shape))
-            log_w = log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mb, lb)
-            columns.append(log_w.T.double())
-        rows.append(torch.cat(columns, dim=1))
-    model.train(was_training)
+    with evaluating(model):
+        if mu is None or logvar is None:
+            mu, logvar = model.encoder(x)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        rows = []
+        for s in range(0, x.shape[0], batch_size):
+            xb, mb, lb = x[s : s + batch_size], mu[s : s + batch_size], logvar[s : s + batch_size]
+            columns = []
+            for done in range(0, k, chunk):
+                n = min(chunk, k - done)
+                eps = torch.randn((n, *mb.shape), generator=generator, device=x.device, dtype=mb.dtype)
+                z = mb + torch.exp(0.5 * lb) * eps
+                log_px_z = losses.bernoulli_log_likelihood(model.decoder(z), xb.expand(n, *xb.shape))
+                log_w = log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mb, lb)
+                columns.append(log_w.T.double())
+            rows.append(torch.cat(columns, dim=1))
     return torch.cat(rows).cpu()
 
 

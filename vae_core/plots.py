@@ -12,6 +12,7 @@ from matplotlib.patches import Ellipse
 from matplotlib.text import Text
 from torch import Tensor
 
+from vae_core.evaluate import evaluating
 from vae_core.model import VAE
 from vae_core.train import History
 
@@ -98,12 +99,10 @@ def latent_scatter(mu: Tensor, labels: Tensor | None = None, ax: Axes | None = N
 @torch.no_grad()
 def reconstructions(model: VAE, x: Tensor, nrow: int = 8) -> Figure:
     """Images beside their reconstructions: the Bernoulli means f(mu(x)) decoded at the posterior mean."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     x = x.to(device)
-    means = torch.sigmoid(model.decoder(model.encoder(x)[0]))
-    model.train(was_training)
+    with evaluating(model):
+        means = torch.sigmoid(model.decoder(model.encoder(x)[0]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4.3))
     show_grid(left, x, nrow, "test images $x$")
     show_grid(right, means, nrow, "reconstructions $f_\\theta(\\mu_\\phi(x))$")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-LOG_2PI = math.log(2.0 * math.pi)
+from vae_core.losses import LOG_2PI, standard_normal_log_density
+
 DTYPE = torch.float64
 
 
@@ -94,7 +95,7 @@ def sample_gaussian(mean: Tensor, cov: Tensor, n: int, generator: torch.Generato
 
 def log_prior(z: Tensor) -> Tensor:
     """log N(z | 0, I)."""
-    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+    return standard_normal_log_density(z)
 
 
 def log_likelihood(model: LinearGaussian, x: Tensor, z: Tensor) -> Tensor:
