@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from vae_core.data import absolutize_env
 from vae_core.io import atomic_write, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,19 +59,11 @@ def execute(md: Path, timeout: int = 900) -> float:
     return seconds
 
 
-def absolutize_data_paths() -> None:
-    """Resolve relative data folders against the caller's folder: the kernel runs in book/, not here."""
-    for name in ("VAE_DATA_MIRROR", "VAE_DATA_DIR"):
-        value = os.environ.get(name, "").strip()
-        if value and "://" not in value and not Path(value).expanduser().is_absolute():
-            os.environ[name] = str(Path(value).expanduser().resolve())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", type=Path, help="chapter .md files (default: all)")
     args = parser.parse_args(argv)
-    absolutize_data_paths()
+    absolutize_env()
     targets = [p.resolve() for p in args.chapters] or chapters()
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     for md in targets:

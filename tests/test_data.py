@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import struct
 import threading
@@ -350,3 +351,12 @@ def test_each_raw_file_belongs_to_one_dataset_spec() -> None:
     assert data.file_spec("binarized_mnist_test.amat").subdir == "binarized_mnist"
     with pytest.raises(data.DataError, match="not a raw file"):
         data.file_spec("cifar-10.tar.gz")
+
+
+def test_absolutize_env_resolves_relative_folders_only(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAE_DATA_MIRROR", "shared/data")
+    monkeypatch.setenv("VAE_DATA_DIR", "https://example.org/cache")
+    data.absolutize_env()
+    assert os.environ["VAE_DATA_MIRROR"] == str(tmp_path / "shared" / "data")
+    assert os.environ["VAE_DATA_DIR"] == "https://example.org/cache"

@@ -103,6 +103,18 @@ def data_dir() -> Path:
     return Path(os.environ.get(DIR_ENV) or platformdirs.user_cache_dir("vae_core")).expanduser()
 
 
+def absolutize_env() -> None:
+    """Make relative ``VAE_DATA_MIRROR`` and ``VAE_DATA_DIR`` folders absolute, against the current folder.
+
+    Notebook kernels start in ``book/``, not where the command was typed, so the test run and ``scripts/execute.py``
+    call this before they start any kernel.
+    """
+    for name in (MIRROR_ENV, DIR_ENV):
+        value = os.environ.get(name, "").strip()
+        if value and "://" not in value and not Path(value).expanduser().is_absolute():
+            os.environ[name] = str(Path(value).expanduser().resolve())
+
+
 def md5s() -> dict[str, str]:
     """Expected md5 of every raw file, by file name."""
     return {name: md5 for spec in SPECS.values() for name, md5 in spec.md5.items()}
