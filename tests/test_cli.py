@@ -12,7 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ import torch
 
 from vae_core import cli, data
 from vae_core.checkpoint import load_checkpoint, load_model
+from vae_core.cli import build_parser
+from vae_core.model import VAEConfig
+from vae_core.train import TrainConfig
 
 ROWS = {"train": 200, "valid": 50, "test": 50}
 TRAIN = ["train", "--dataset", "binarized-mnist", "--epochs", "2", "--hidden", "32", "--z-dim", "2"]
@@ -294,14 +297,16 @@ def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (["--z-dim", "0"], "must be a positive integer, got 0"),
-        (["--epochs", "-1"], "must be zero or more, got -1"),
-        (["--hidden", "0,5"], "hidden sizes must be positive integers"),
+        (["--z-dim", "0"], "z_dim and hidden sizes must be positive"),
+        (["--epochs", "-1"], "epochs must be >= 0, got -1"),
+        (["--hidden", "0,5"], "z_dim and hidden sizes must be positive"),
         (["--hidden", "a,b"], "hidden sizes are integers"),
-        (["--lr", "0"], "must be a positive number"),
-        (["--eval-batch-size", "0"], "must be a positive integer, got 0"),
+        (["--lr", "0"], "lr must be a positive number"),
+        (["--eval-batch-size", "0"], "batch sizes must be >= 1"),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
-        (["--activation", "swish"], "invalid choice: 'swish'"),
+        (["--activation", "swish"], "unknown activation 'swish'"),
+        (["--objective", "vae"], "objective must be 'elbo' or 'iwae'"),
+        (["--k", "5"], "k must be 1 for the elbo objective"),
     ],
 )
 def test_train_argument_errors(capsys, tmp_path, change, message):
@@ -318,6 +323,17 @@ def test_bad_device(capsys, tmp_path, device, message):
     fails(capsys, ["train", "--out", str(tmp_path / "run"), "--device", device], message)
     assert not (tmp_path / "run").exists()
     fails(capsys, ["evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--device", device], message)
+
+
+def test_train_flags_are_the_config_fields_with_their_defaults():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest: a.default for a in train._actions}
+    for config, skip in ((VAEConfig, {"x_dim"}), (TrainConfig, set())):
+        for field in fields(config):
+            if field.name not in skip:
+                assert flags[field.name] == field.default, field.name
+    parsed = build_parser().parse_args(["train", "--out", "o", "--keep-best", "--hidden", "3,4", "--lr", "0.5"])
+    assert (parsed.keep_best, parsed.hidden, parsed.lr) == (True, (3, 4), 0.5)
 
 
 def test_bad_train_config_fails(world, capsys, tmp_path):

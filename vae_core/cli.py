@@ -8,7 +8,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -37,21 +37,38 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def hidden_sizes(text: str) -> tuple[int, ...]:
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        return tuple(int(s) for s in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"hidden sizes are integers like 500,500, got {text}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers like 500,500, got {text}")
-    return sizes
+
+
+FLAG_HELP: dict[str, str] = {
+    "hidden": "comma-separated sizes of the hidden layers, e.g. 500,500",
+    "activation": f"one of {', '.join(sorted(ACTIVATIONS))}",
+    "schedule": "cosine or constant learning rate",
+    "final_lr_fraction": "cosine floor as a fraction of --lr",
+    "eval_batch_size": "batch size of the validation pass",
+    "beta": "weight of the KL term",
+    "objective": "the bound training maximizes: elbo or iwae",
+    "k": "importance samples of the iwae objective",
+    "keep_best": "keep the epoch with the best validation ELBO",
+    "kl_warmup_epochs": "ramp beta up from 0 over N epochs",
+}
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of a config dataclass, with the field's default; the dataclass itself validates values."""
+    for field in fields(config):
+        if field.name in skip:
+            continue
+        flag, default, help_ = "--" + field.name.replace("_", "-"), field.default, FLAG_HELP.get(field.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=help_)
+        else:
+            kind = hidden_sizes if field.name == "hidden" else type(default)
+            parser.add_argument(flag, type=kind, default=default, help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,21 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a VAE; writes checkpoint.pt, history.json, the shareable model, provenance")
     p.add_argument("--dataset", choices=data.DATASETS, default="binarized-mnist")
-    p.add_argument("--z-dim", type=positive_int, default=20)
-    p.add_argument("--hidden", type=hidden_sizes, default=(500, 500), help="comma-separated, e.g. 500,500")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="tanh")
-    p.add_argument("--epochs", type=non_negative_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    p.add_argument("--final-lr-fraction", type=float, default=0.0, help="cosine floor as a fraction of --lr")
-    p.add_argument("--eval-batch-size", type=positive_int, default=2000, help="batch size of the validation pass")
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="the bound training maximizes")
-    p.add_argument("--k", type=positive_int, default=1, help="importance samples of the iwae objective")
-    p.add_argument("--keep-best", action="store_true", help="keep the epoch with the best validation ELBO")
-    p.add_argument("--kl-warmup-epochs", type=non_negative_int, default=0, help="ramp beta up from 0 over N epochs")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_flags(p, VAEConfig, skip=("x_dim",))
+    add_config_flags(p, TrainConfig)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: 2 for determinism)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -133,25 +137,13 @@ def provenance(args: argparse.Namespace, device: torch.device, seconds: float) -
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    model_config = VAEConfig(**{f.name: getattr(args, f.name) for f in fields(VAEConfig) if f.name != "x_dim"})
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     device = pick_device(args.device)
     make_deterministic(args.threads if args.threads else 2)
     seed_everything(args.seed)
     train, valid = data.load(args.dataset, "train", device), data.load(args.dataset, "valid", device)
-    model = VAE(VAEConfig(hidden=args.hidden, z_dim=args.z_dim, activation=args.activation)).to(device)
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        final_lr_fraction=args.final_lr_fraction,
-        seed=args.seed,
-        beta=args.beta,
-        eval_batch_size=args.eval_batch_size,
-        objective=args.objective,
-        k=args.k,
-        keep_best=args.keep_best,
-        kl_warmup_epochs=args.kl_warmup_epochs,
-    )
+    model = VAE(model_config).to(device)
     args.out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     history = fit(
