@@ -2,9 +2,10 @@
 
 Usage: python scripts/sweep.py [--jobs 2] [--only NAME ...]
 
-Each run is `python -m vae_core train ... --threads 1 --out runs/sweep/NAME`, `--jobs` of them at a time; the summary
-(command, final and epoch-10 ELBOs, seconds per epoch) is written atomically to book/checkpoints/sweep.json, which the
-chapter shows. A run whose history.json already matches its command is not retrained.
+Each run is `python -m vae_core train ... --threads 1 --out runs/sweep/NAME`, `--jobs` of them at a time; the
+summary (command, model and training settings, final ELBOs, seconds per epoch) is written atomically to
+book/checkpoints/sweep.json, which the chapter shows. A run whose history.json already matches its command is not
+retrained.
 """
 
 from __future__ import annotations
@@ -15,48 +16,53 @@ import shlex
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 from vae_core.io import atomic_write_text
+from vae_core.model import VAEConfig
+from vae_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "sweep"
 SUMMARY = ROOT / "book" / "checkpoints" / "sweep.json"
 
 COMMON = ["--threads", "1", "--no-progress"]
-CANDIDATES: dict[str, tuple[str, list[str]]] = {
-    "tanh": ("the course template: tanh units, lr 1e-3", ["--activation", "tanh", "--epochs", "40"]),
-    "relu": ("ReLU units, lr 1e-3", ["--activation", "relu", "--epochs", "40"]),
-    "softplus": ("softplus units, lr 1e-3", ["--activation", "softplus", "--epochs", "40"]),
-    "elu": ("ELU units, lr 1e-3", ["--activation", "elu", "--epochs", "40"]),
-    "elu-seed1": ("ELU units, lr 1e-3, another seed", ["--activation", "elu", "--epochs", "40", "--seed", "1"]),
-    "elu-lr5e-4": ("ELU, lr 5e-4", ["--activation", "elu", "--epochs", "40", "--lr", "0.0005"]),
-    "elu-lr2e-3": ("ELU, lr 2e-3: the chapter's settings", ["--activation", "elu", "--epochs", "40", "--lr", "0.002"]),
-    "elu-lr2e-3-seed1": (
-        "ELU, lr 2e-3, another seed",
-        ["--activation", "elu", "--epochs", "40", "--lr", "0.002", "--seed", "1"],
-    ),
-    "elu-lr3e-3": ("ELU, lr 3e-3", ["--activation", "elu", "--epochs", "40", "--lr", "0.003"]),
-    "elu-lr3e-3-seed1": (
-        "ELU, lr 3e-3, another seed",
-        ["--activation", "elu", "--epochs", "40", "--lr", "0.003", "--seed", "1"],
-    ),
-    "elu-b256": (
-        "ELU, batch 256, lr 1.5e-3",
-        ["--activation", "elu", "--epochs", "48", "--batch-size", "256", "--lr", "0.0015"],
-    ),
+VAE_FIELDS = {f.name for f in fields(VAEConfig)}
+E40 = {"activation": "elu", "epochs": 40}
+CANDIDATES: dict[str, tuple[str, dict[str, object]]] = {
+    "tanh": ("the course template: tanh units, lr 1e-3", {"activation": "tanh", "epochs": 40}),
+    "relu": ("ReLU units, lr 1e-3", {"activation": "relu", "epochs": 40}),
+    "softplus": ("softplus units, lr 1e-3", {"activation": "softplus", "epochs": 40}),
+    "elu": ("ELU units, lr 1e-3", E40),
+    "elu-seed1": ("ELU units, lr 1e-3, another seed", {**E40, "seed": 1}),
+    "elu-lr5e-4": ("ELU, lr 5e-4", {**E40, "lr": 0.0005}),
+    "elu-lr2e-3": ("ELU, lr 2e-3: the chapter's settings", {**E40, "lr": 0.002}),
+    "elu-lr2e-3-seed1": ("ELU, lr 2e-3, another seed", {**E40, "lr": 0.002, "seed": 1}),
+    "elu-lr3e-3": ("ELU, lr 3e-3", {**E40, "lr": 0.003}),
+    "elu-lr3e-3-seed1": ("ELU, lr 3e-3, another seed", {**E40, "lr": 0.003, "seed": 1}),
+    "elu-b256": ("ELU, batch 256, lr 1.5e-3", {"activation": "elu", "epochs": 48, "batch_size": 256, "lr": 0.0015}),
     "elu-b256-seed1": (
         "ELU, batch 256, lr 1.5e-3, another seed",
-        ["--activation", "elu", "--epochs", "48", "--batch-size", "256", "--lr", "0.0015", "--seed", "1"],
+        {"activation": "elu", "epochs": 48, "batch_size": 256, "lr": 0.0015, "seed": 1},
     ),
 }
+"""Each candidate: what it changes, and its settings as overrides of the VAEConfig and TrainConfig defaults."""
+
+
+def configs(name: str) -> tuple[VAEConfig, TrainConfig]:
+    """The model and training settings of one candidate: the dataclasses' defaults with its overrides."""
+    overrides = CANDIDATES[name][1]
+    model = {k: v for k, v in overrides.items() if k in VAE_FIELDS}
+    return VAEConfig(**model), TrainConfig(**{k: v for k, v in overrides.items() if k not in VAE_FIELDS})
 
 
 def command(name: str) -> list[str]:
-    """The full training command of one candidate (without the interpreter)."""
-    args = CANDIDATES[name][1]
-    seed = [] if "--seed" in args else ["--seed", "0"]
-    return ["-m", "vae_core", "train", *args, *seed, *COMMON, "--out", f"runs/sweep/{name}"]
+    """The full training command of one candidate (without the interpreter): its overrides as flags."""
+    overrides = CANDIDATES[name][1]
+    flags = [item for key, value in overrides.items() for item in ("--" + key.replace("_", "-"), str(value))]
+    seed = [] if "seed" in overrides else ["--seed", "0"]
+    return ["-m", "vae_core", "train", *flags, *seed, *COMMON, "--out", f"runs/sweep/{name}"]
 
 
 def run(name: str) -> dict:
@@ -73,11 +79,12 @@ def run(name: str) -> dict:
         "name": name,
         "change": CANDIDATES[name][0],
         "command": record["command"],
+        "model_config": json.loads((out / "model" / "config.json").read_text())["config"],
+        "train_config": record["train_config"],
         "seed": record["seed"],
         "epochs": len(history),
         "valid_elbo": history[-1]["valid_elbo"],
         "train_elbo": history[-1]["train_elbo"],
-        "valid_elbo_epoch10": history[9]["valid_elbo"],
         "seconds_per_epoch": sum(r["seconds"] for r in history) / len(history),
     }
 

@@ -126,6 +126,7 @@ def test_train_writes_all_outputs(world):
     assert provenance["command"] == "python -m vae_core " + " ".join([*TRAIN, "--out", str(run)])
     assert provenance["seed"] == 0 and provenance["dataset"] == "binarized-mnist" and provenance["device"] == "cpu"
     assert provenance["train_config"]["epochs"] == 2
+    assert VAEConfig(**provenance["model_config"]) == VAEConfig(hidden=(32,), z_dim=2)
     assert provenance["versions"]["torch"] == torch.__version__
     config = json.loads((run / "model" / "config.json").read_text())
     assert config["config"] == {"x_dim": 784, "hidden": [32], "z_dim": 2, "activation": "tanh"}

@@ -159,7 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - tic
     atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")
-    record = {"dataset": args.dataset, "train_config": asdict(config), **provenance(args, device, seconds)}
+    record = {
+        "dataset": args.dataset,
+        "model_config": model_config.to_dict(),
+        "train_config": asdict(config),
+        **provenance(args, device, seconds),
+    }
     if config.keep_best and history.records:
         record["selected_epoch"] = max(history.records, key=lambda r: r.valid_elbo).epoch
     save_shareable(args.out / "model", model.cpu(), {"provenance": record})
