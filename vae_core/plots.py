@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,7 +16,6 @@ from torch import Tensor
 
 from vae_core.evaluate import evaluating
 from vae_core.model import VAE
-from vae_core.train import History
 
 
 def tile(images: Tensor, nrow: int, side: int = 28, pad: int = 1) -> np.ndarray:
@@ -50,14 +51,18 @@ def sample_figure(means: Tensor, draws: Tensor, nrow: int = 8, title: str = "") 
     return fig
 
 
-def elbo_curves(history: History, ax: Axes | None = None, label: str = "") -> Axes:
-    """Train and validation ELBO per epoch, in nats."""
+def elbo_curves(
+    epochs: Sequence[int],
+    train: Sequence[float],
+    valid: Sequence[float | None] | None = None,
+    ax: Axes | None = None,
+    label: str = "",
+) -> Axes:
+    """Train and (where given) validation ELBO per epoch, in nats, e.g. from `history.column("train_elbo")`."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    epochs = history.column("epoch")
-    ax.plot(epochs, history.column("train_elbo"), label=f"train {label}".strip())
-    valid = history.column("valid_elbo")
-    if any(v is not None for v in valid):
+    ax.plot(epochs, train, label=f"train {label}".strip())
+    if valid is not None and any(v is not None for v in valid):
         ax.plot(epochs, valid, label=f"validation {label}".strip())
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per image)")
