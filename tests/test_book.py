@@ -15,6 +15,8 @@ import nbformat
 import pytest
 import yaml
 
+from vae_core.recap import HEADING
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 HEADER = "---\njupytext:"
@@ -108,3 +110,35 @@ def test_readme_commands_are_what_ci_runs() -> None:
     assert setup in readme and ".venv/bin/python -m pytest\n" in readme
     for command in setup.split(" && ")[2:] + [".venv/bin/python -m pytest"]:
         assert command in ci, command
+
+
+CHAPTERS = [md for md in SOURCES if md.name.startswith("q1_")]
+
+
+def section(nb: nbformat.NotebookNode, heading: str) -> list[nbformat.NotebookNode]:
+    """The cells after the Markdown line `heading`, up to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    cells, inside = [], False
+    for cell in nb.cells:
+        lines = cell.source.splitlines() if cell.cell_type == "markdown" else []
+        if inside and any(line.startswith("#") and line.split(" ")[0] <= level for line in lines):
+            break
+        if inside:
+            cells.append(cell)
+        elif any(line.strip() == heading for line in lines):
+            inside = True
+    return cells
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_recaps_what_it_showed(md: Path) -> None:
+    """Every chapter has a `## What this chapter showed` section whose hide-input code cell checks its claims."""
+    nb = jupytext.read(md)
+    heading = f"## {HEADING}"
+    assert sum(line.strip() == heading for c in nb.cells for line in c.source.splitlines()) == 1, (
+        f"{md.name} needs exactly one '{heading}' section"
+    )
+    code = [c for c in section(nb, heading) if c.cell_type == "code"]
+    recap = [c for c in code if "hide-input" in c.metadata.get("tags", [])]
+    assert recap, f"{md.name}: '{heading}' has no code cell tagged hide-input"
+    assert all("check(" in c.source for c in recap), f"{md.name}: the recap cell must call vae_core.recap.check"
