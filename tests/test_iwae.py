@@ -149,3 +149,13 @@ def test_keep_best_survives_a_resume(tmp_path) -> None:
     whole = run(99)
     for a, b in zip(resumed.state_dict().values(), whole.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_history_records_the_elbo_itself_during_kl_warmup() -> None:
+    torch.manual_seed(15)
+    x = binary(128, 12, seed=16).float()
+    model = VAE(VAEConfig(x_dim=12, hidden=(16,), z_dim=2))
+    history = fit(model, x, config=TrainConfig(epochs=2, batch_size=32, kl_warmup_epochs=2), progress=False)
+    for record in history.records:
+        assert record.train_elbo == pytest.approx(record.train_reconstruction - record.train_kl, abs=1e-4)
+        assert record.train_objective > record.train_elbo  # the down-weighted KL makes the trained bound larger

@@ -157,7 +157,8 @@ def schedule(config: TrainConfig, steps: range, steps_per_epoch: int, device: to
 
 
 STEP_STATS = ("loss", "elbo", "reconstruction", "kl", "bound")
-"""What `train_step` returns for a step: its loss, then the batch sums of the ELBO, its terms and the training bound."""
+"""What `train_step` returns for a step: its loss, then the batch sums of the ELBO (reconstruction - KL, whatever the
+KL weight), its terms and the bound that training maximizes (the beta-weighted ELBO or the IWAE bound)."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,8 @@ def train_step(state: TrainState, x: Tensor) -> Tensor:
     loss.backward()
     state.optimizer.step()
     with torch.no_grad():
-        return torch.stack([loss, terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()])
+        elbo = terms.reconstruction - terms.kl  # the ELBO itself: the bound trained may weight the KL (beta, warm-up)
+        return torch.stack([loss, elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()])
 
 
 def train_epoch(state: TrainState, x: Tensor, dynamic: bool = False) -> ELBOStats:
