@@ -14,6 +14,7 @@ import jupytext
 import nbformat
 import pytest
 import yaml
+from helpers import toc_pages
 
 from vae_core.recap import HEADING
 
@@ -24,11 +25,6 @@ HEADER = "---\njupytext:"
 
 def paired_sources() -> list[Path]:
     return sorted(p for p in BOOK.glob("*.md") if p.read_text().startswith(HEADER))
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"], *(entry["file"] for entry in toc.get("chapters", []))]
 
 
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -66,7 +62,7 @@ def test_every_ipynb_has_its_source() -> None:
 
 
 def test_every_page_is_in_the_toc() -> None:
-    listed = set(toc_files())
+    listed = set(toc_pages())
     pages = {f"book/{p.stem}" for p in BOOK.glob("*.md")} | {f"book/{p.stem}" for p in BOOK.glob("*.ipynb")}
     assert not pages - listed, f"pages missing from _toc.yml: {sorted(pages - listed)}"
     missing = [f for f in listed if not any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb"))]
@@ -75,7 +71,7 @@ def test_every_page_is_in_the_toc() -> None:
 
 def test_toc_order() -> None:
     """intro, the questions 1.1 … 1.9 in order, then the rest (reproducibility, references)."""
-    files = toc_files()
+    files = toc_pages()
     assert files[0] == "book/intro"
     questions = [f for f in files if Path(f).name.startswith("q1_")]
     assert questions == sorted(questions, key=lambda f: int(Path(f).name.split("_")[1]))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -43,12 +43,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def toc_pages() -> list[str]:
-    """Page names (`book/q1_3_kl`) in `_toc.yml` order: the root, then every chapter."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [entry["file"] for entry in toc.get("chapters", [])]
 
 
 PAGES = [*toc_pages(), "genindex", "search"]

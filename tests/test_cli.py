@@ -5,19 +5,16 @@ The data is a tiny fake binarized MNIST (200/50/50 random rows) served from a mi
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import socket
-import struct
 import subprocess
 import sys
 from dataclasses import fields, replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import amat, assert_same_weights, dead_url, files_under, idx_gz, without_seconds
 
 from vae_core import cli, data
 from vae_core.checkpoint import load_checkpoint, load_model
@@ -28,26 +25,6 @@ from vae_core.train import TrainConfig
 ROWS = {"train": 200, "valid": 50, "test": 50}
 TRAIN = ["train", "--dataset", "binarized-mnist", "--epochs", "2", "--hidden", "32", "--z-dim", "2"]
 TRAIN += ["--device", "cpu", "--threads", "1", "--no-progress"]
-
-
-def amat(bits: np.ndarray) -> bytes:
-    return b"".join(b" ".join(b"%d" % v for v in row) + b"\n" for row in bits)
-
-
-def idx_gz(array: np.ndarray) -> bytes:
-    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
-
-
-def dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +68,6 @@ def world(tmp_path_factory):
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def fails(capsys, argv: list[str], message: str) -> str:
@@ -231,11 +202,8 @@ def test_interrupted_train_resumes_to_the_same_result(world, tmp_path, capsys, m
     assert cli.main([*TRAIN, "--out", str(out), "--resume"]) == 0
     capsys.readouterr()
 
-    def strip(rows: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-
     reference = json.loads((world / "run" / "history.json").read_text())
-    assert strip(json.loads((out / "history.json").read_text())) == strip(reference)
+    assert without_seconds(json.loads((out / "history.json").read_text())) == without_seconds(reference)
     assert_same_weights(load_model(out / "model"), load_model(world / "run" / "model"))
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.server
 import os
-import socket
-import struct
 import threading
 from dataclasses import replace
 from functools import partial
@@ -16,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import amat, dead_url, files_under, idx_gz
 
 from vae_core import data
 
@@ -23,32 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_TRAIN, N_TEST, N_VALID = 12, 5, 4
 
 
-def idx_gz(array: np.ndarray, magic: int | None = None, dims: tuple[int, ...] | None = None) -> bytes:
-    """A gzipped unsigned-byte IDX file holding ``array`` (header overridable to make bad files)."""
-    dims = array.shape if dims is None else dims
-    magic = 0x0800 + len(dims) if magic is None else magic
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims)
-    return gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=0)
-
-
-def amat(bits: np.ndarray) -> bytes:
-    return b"".join(b" ".join(b"%d" % v for v in row) + b"\n" for row in bits)
-
-
 def md5(raw: bytes) -> str:
     return hashlib.md5(raw).hexdigest()
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
-
-
-def dead_url() -> str:
-    """A loopback URL nobody listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture
@@ -298,7 +272,7 @@ def test_bad_file_with_matching_md5_leaves_no_file(mirror, monkeypatch, env, sma
     with pytest.raises(data.DataError, match=message) as err:
         data.load(dataset, "test")
     assert "fetch it again" in str(err.value)
-    assert not [p for p in files_under(env / "cache") if p.name.startswith((name, ".", "tmp"))]
+    assert not [p for p in files_under(env / "cache") if Path(p).name.startswith((name, ".", "tmp"))]
 
 
 def test_unknown_names_list_valid_ones(env):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same_weights, without_seconds
 from torch import Tensor
 
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
@@ -72,17 +73,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def new_model(seed: int = 0, config: VAEConfig = MODEL) -> VAE:
     torch.manual_seed(seed)
     return VAE(config)
-
-
-def without_seconds(history: History) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history.to_list()]
-
-
-def assert_same_weights(a: VAE, b: VAE) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
 
 
 def test_loss_falls(train_x, valid_x):
