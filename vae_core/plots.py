@@ -209,6 +209,8 @@ def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[
     ax_s.set_ylabel("nats per image")
     ax_s.set_title("the rate, split")
     ax_s.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def posterior_vs_diagonal(ax: Axes, post_cov: Tensor, title: str = "") -> Axes:
