@@ -57,32 +57,13 @@ def test_evaluate_elbo_is_seeded_and_keeps_training_mode(model, x):
     model.train()
 
 
-def test_iw_with_one_sample_is_an_unbiased_elbo(model, x):
-    """With K = 1 the bound is log p(x, z) - log q(z|x) at one z ~ q: its mean is the ELBO."""
-    est = iw_log_likelihood(model, x, k=1, batch_size=100, seed=3)
-    assert est.k == 1 and est.per_example.shape == (300,) and est.per_example.dtype == torch.float64
-    elbo = evaluate_elbo(model, x, batch_size=100, seed=3)
-    # Same seed and batches: the same z, so the per-example difference is only the Monte-Carlo KL minus the exact KL.
-    g = torch.Generator().manual_seed(3)
-    diffs = []
-    with torch.no_grad():
-        for s in range(0, len(x), 100):
-            t = losses.elbo(model, x[s : s + 100], g)
-            diffs.append(est.per_example[s : s + 100] - t.elbo.double())
-    diff = torch.cat(diffs)
-    assert abs(diff.mean().item()) < 4 * diff.std().item() / math.sqrt(len(diff))
-    assert est.mean == pytest.approx(elbo["elbo"], rel=2e-3)
-
-
-def test_iw_bound_grows_with_k(model, x):
-    one = iw_log_likelihood(model, x, k=1, seed=0)
-    many = iw_log_likelihood(model, x, k=100, chunk=30, seed=0)
-    assert one.mean < many.mean
-    assert (many.per_example > one.per_example).float().mean() > 0.75  # single draws are noisy
-    assert one.stderr > 0 and many.stderr > 0
-    assert many.stderr == pytest.approx(many.per_example.std().item() / math.sqrt(300), rel=1e-12)
-    assert many.mean == pytest.approx(many.per_example.mean().item(), rel=1e-12)
-    assert many.mean < 0
+def test_iw_estimate_summarizes_its_per_example_values(model, x):
+    """The mean and standard error come from the float64 per-example values (K = 1 and growth with K: test_losses)."""
+    est = iw_log_likelihood(model, x, k=100, chunk=30, seed=0)
+    assert est.k == 100 and est.per_example.shape == (300,) and est.per_example.dtype == torch.float64
+    assert est.stderr == pytest.approx(est.per_example.std().item() / math.sqrt(300), rel=1e-12)
+    assert est.mean == pytest.approx(est.per_example.mean().item(), rel=1e-12)
+    assert est.mean < 0
 
 
 def test_iw_is_deterministic_for_a_seed(model, x):
@@ -96,11 +77,6 @@ def test_iw_is_deterministic_for_a_seed(model, x):
 def test_iw_single_example_has_no_stderr(model, x):
     est = iw_log_likelihood(model, x[:1], k=5)
     assert math.isnan(est.stderr) and math.isfinite(est.mean)
-
-
-def test_iw_rejects_bad_k(model, x):
-    with pytest.raises(ValueError, match="k and chunk must be positive"):
-        iw_log_likelihood(model, x[:4], k=0)
 
 
 def test_active_units_counts_varying_dimensions(x):

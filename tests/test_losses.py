@@ -138,6 +138,8 @@ def test_gradients_reach_the_encoder_through_the_sample() -> None:
     (-losses.elbo(model, x, generator=gen(10)).reconstruction.mean()).backward()
     for p in model.encoder.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
+    last, z_dim = model.encoder.net[-1].weight.grad, model.config.z_dim  # both halves: the mu and log-variance rows
+    assert last[:z_dim].abs().sum() > 0 and last[z_dim:].abs().sum() > 0
     model.zero_grad()
     losses.loss(model, x, generator=gen(10)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
