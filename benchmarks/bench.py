@@ -32,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 
 from vae_core import losses
+from vae_core.data import Split
 from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
 from vae_core.model import VAE, VAEConfig
 from vae_core.repro import make_deterministic
@@ -169,7 +170,7 @@ def step_parts(init: VAE, batch: int, device: torch.device) -> dict[str, Callabl
 
     def forward_backward() -> None:
         optimizer.zero_grad(set_to_none=True)
-        losses.loss(model, x, generator).backward()
+        losses.loss(*model(x, generator), x).backward()
 
     def step() -> None:
         forward_backward()
@@ -191,7 +192,7 @@ def captured_step(init: VAE, batch: int, device: torch.device) -> Callable[[], N
     x = synthetic_mnist(CAPTURED_STEPS * batch, seed=3, device=device)
     config = TrainConfig(epochs=10**6, batch_size=batch)
     state = TrainState.create(copy.deepcopy(init), config, len(x), lr_tensor=True)
-    run = CapturedEpoch(state, x)
+    run = CapturedEpoch(state, Split(x))
     run()  # the warm-up steps and the capture
     return run  # one epoch a call; bench_training divides its time by CAPTURED_STEPS
 

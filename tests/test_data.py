@@ -174,6 +174,7 @@ def test_load_binarized_over_http(server, monkeypatch, small):
         assert s.x.dtype == torch.float32 and s.x.device.type == "cpu"
         assert torch.equal(s.x, torch.tensor(small[split], dtype=torch.float32))
         assert s.labels is None and s.dynamic is False
+        assert s.binarized(seed=3) is s.x and torch.equal(s.batch(torch.tensor([1, 0])), s.x[[1, 0]])
 
 
 def test_load_mnist_from_relative_folder_mirror(mirror, monkeypatch, small, env):
@@ -188,6 +189,14 @@ def test_load_mnist_from_relative_folder_mirror(mirror, monkeypatch, small, env)
     assert test.x.shape == (N_TEST, 784) and test.labels.dtype == torch.int64 and test.dynamic is True
     assert torch.equal(test.labels, torch.tensor(small["test_labels"]))
     assert 0.0 <= float(test.x.min()) and float(test.x.max()) <= 1.0
+    # A dynamic split binarizes: once for evaluation (seeded), afresh for each batch it serves.
+    once = test.binarized(seed=3)
+    assert torch.equal(once, test.binarized(seed=3)) and not torch.equal(once, test.binarized(seed=4))
+    assert set(once.unique().tolist()) <= {0.0, 1.0} and torch.equal(test.head(5).binarized(seed=3), once[:5])
+    order, g = torch.randperm(N_TEST), torch.Generator().manual_seed(0)
+    batches = list(test.batches(order, 3, g))
+    assert [len(b) for b in batches] == [3] * (N_TEST // 3) + ([N_TEST % 3] if N_TEST % 3 else [])
+    assert torch.equal(torch.cat(batches), torch.bernoulli(test.x[order], generator=torch.Generator().manual_seed(0)))
 
 
 def test_parsed_cache_used_on_second_load(mirror, monkeypatch, env, small):

@@ -36,20 +36,20 @@ def test_evaluate_elbo_matches_manual_loop(model, x):
     rows = []
     with torch.no_grad():
         for s in range(0, len(x), 70):
-            t = losses.elbo(model, x[s : s + 70], g)
+            t = losses.elbo(*model(x[s : s + 70], g), x[s : s + 70])
             rows.append(torch.stack([t.elbo, t.reconstruction, t.kl]))
     manual = torch.cat(rows, dim=1).double().mean(1).tolist()
-    assert [got["elbo"], got["reconstruction"], got["kl"]] == pytest.approx(manual, rel=1e-6)  # float32 batch sums
-    assert got["elbo"] == pytest.approx(got["reconstruction"] - got["kl"], rel=1e-6)
-    assert got["elbo"] < 0 and got["kl"] > 0
+    assert [got.elbo, got.reconstruction, got.kl] == pytest.approx(manual, rel=1e-6)  # float32 batch sums
+    assert got.elbo == pytest.approx(got.reconstruction - got.kl, rel=1e-6)
+    assert got.elbo < 0 and got.kl > 0
 
 
 def test_evaluate_elbo_is_seeded_and_keeps_training_mode(model, x):
     model.train()
     a, b = evaluate_elbo(model, x, seed=1), evaluate_elbo(model, x, seed=1)
     assert a == b
-    assert evaluate_elbo(model, x, seed=2)["reconstruction"] != a["reconstruction"]
-    assert evaluate_elbo(model, x, seed=2)["kl"] == pytest.approx(a["kl"], rel=1e-12)  # the KL is exact
+    assert evaluate_elbo(model, x, seed=2).reconstruction != a.reconstruction
+    assert evaluate_elbo(model, x, seed=2).kl == pytest.approx(a.kl, rel=1e-12)  # the KL is exact
     assert model.training
     model.eval()
     evaluate_elbo(model, x)

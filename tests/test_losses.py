@@ -1,4 +1,5 @@
-"""vae_core.losses against torch.distributions, hand-computed values and an exact log p(x) by quadrature."""
+"""vae_core.losses against torch.distributions, hand-computed values and an exact log p(x) by quadrature (with the
+streamed IW bound of vae_core.evaluate, which sums the log weights of losses.log_weights)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from vae_core import losses
+from vae_core.evaluate import iw_bound
 from vae_core.model import VAE, VAEConfig
 
 F64 = torch.float64
@@ -110,7 +112,7 @@ def test_elbo_is_the_closed_form_loss_by_hand() -> None:
     model = small_vae()
     x = binary_batch(12, 20, seed=5)
     with torch.no_grad():
-        terms = losses.elbo(model, x, generator=gen(7))
+        terms = losses.elbo(*model(x, gen(7)), x)
         mu, logvar = model.encoder(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen(7), dtype=F64)
         f = torch.sigmoid(model.decoder(z))
@@ -125,8 +127,8 @@ def test_beta_weights_the_kl_and_loss_is_the_mean_negative_elbo() -> None:
     model = small_vae()
     x = binary_batch(12, 20, seed=6)
     with torch.no_grad():
-        terms = losses.elbo(model, x, generator=gen(8), beta=0.25)
-        batch_loss = losses.loss(model, x, generator=gen(8), beta=0.25)
+        terms = losses.elbo(*model(x, gen(8)), x, beta=0.25)
+        batch_loss = losses.loss(*model(x, gen(8)), x, beta=0.25)
     torch.testing.assert_close(terms.elbo, terms.reconstruction - 0.25 * terms.kl)
     torch.testing.assert_close(batch_loss, -terms.elbo.mean())
 
@@ -135,13 +137,13 @@ def test_gradients_reach_the_encoder_through_the_sample() -> None:
     model = small_vae()
     x = binary_batch(12, 20, seed=9)
     # Only the reconstruction term: its sole path to the encoder is z = mu + sigma * eps.
-    (-losses.elbo(model, x, generator=gen(10)).reconstruction.mean()).backward()
+    (-losses.elbo(*model(x, gen(10)), x).reconstruction.mean()).backward()
     for p in model.encoder.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
     last, z_dim = model.encoder.net[-1].weight.grad, model.config.z_dim  # both halves: the mu and log-variance rows
     assert last[:z_dim].abs().sum() > 0 and last[z_dim:].abs().sum() > 0
     model.zero_grad()
-    losses.loss(model, x, generator=gen(10)).backward()
+    losses.loss(*model(x, gen(10)), x).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
@@ -151,7 +153,7 @@ def test_gradients_reach_the_encoder_through_the_sample() -> None:
 def test_iw_bound_with_k_one_is_one_sample_log_weight() -> None:
     model = small_vae()
     x = binary_batch(10, 20, seed=11)
-    iw = losses.iw_bound(model, x, k=1, generator=gen(12))
+    iw = iw_bound(model, x, k=1, generator=gen(12))
     with torch.no_grad():
         mu, logvar = model.encoder(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn((1, *mu.shape), generator=gen(12), dtype=F64)[0]
@@ -166,9 +168,9 @@ def test_iw_bound_with_k_one_is_one_sample_log_weight() -> None:
 def test_iw_bound_with_k_one_equals_the_elbo_in_expectation() -> None:
     model = small_vae()
     x = binary_batch(1, 20, seed=13).expand(20000, 20)
-    iw = losses.iw_bound(model, x, k=1, generator=gen(14))
+    iw = iw_bound(model, x, k=1, generator=gen(14))
     with torch.no_grad():
-        el = losses.elbo(model, x, generator=gen(15)).elbo
+        el = losses.elbo(*model(x, gen(15)), x).elbo
     se = math.sqrt(iw.var().item() / iw.numel() + el.var().item() / el.numel())
     assert abs(iw.mean().item() - el.mean().item()) < 4 * se
 
@@ -178,8 +180,8 @@ def test_iw_bound_grows_with_k_and_exceeds_the_elbo() -> None:
     model = small_vae(x_dim=100, hidden=(32,))
     x = binary_batch(20, 100, seed=16).repeat(20, 1)
     with torch.no_grad():
-        el = losses.elbo(model, x, generator=gen(17)).elbo.mean().item()
-    bounds = [losses.iw_bound(model, x, k=k, generator=gen(18)).mean().item() for k in (1, 10, 100)]
+        el = losses.elbo(*model(x, gen(17)), x).elbo.mean().item()
+    bounds = [iw_bound(model, x, k=k, generator=gen(18)).mean().item() for k in (1, 10, 100)]
     assert bounds[0] < bounds[1] < bounds[2]
     assert bounds[1] > el and bounds[2] > el
 
@@ -201,8 +203,9 @@ def test_elbo_and_iw_bound_against_exact_values_by_quadrature() -> None:
         mu, logvar = model.encoder(x)
         log_q = losses.gaussian_log_density(grid[:, None, None], mu, logvar)
         elbo_exact = (log_q.exp() * (log_joint - log_q)).sum(0) * dz
-        draws = losses.elbo(model, x.repeat(4000, 1), generator=gen(20)).elbo.view(4000, -1)
-    iw = losses.iw_bound(model, x, k=5000, chunk=1000, generator=gen(21))
+        xs = x.repeat(4000, 1)
+        draws = losses.elbo(*model(xs, gen(20)), xs).elbo.view(4000, -1)
+    iw = iw_bound(model, x, k=5000, chunk=1000, generator=gen(21))
     gap = log_px - elbo_exact  # = KL(q(z|x) || p(z|x)) > 0
     assert (gap > 0.01).all() and gap.max() > 0.3
     # The single-sample ELBO is unbiased for the exact ELBO.
@@ -218,15 +221,15 @@ def test_iw_bound_is_chunk_invariant() -> None:
     x = binary_batch(8, 20, seed=21)
     # A chunk at least K draws the same samples in one go: identical results.
     torch.testing.assert_close(
-        losses.iw_bound(model, x, k=50, chunk=50, generator=gen(22)),
-        losses.iw_bound(model, x, k=50, chunk=500, generator=gen(22)),
+        iw_bound(model, x, k=50, chunk=50, generator=gen(22)),
+        iw_bound(model, x, k=50, chunk=500, generator=gen(22)),
         rtol=0,
         atol=0,
     )
     # Smaller chunks may draw other samples (torch's normal stream is not split-invariant), so compare in
     # distribution: 792 rows, each an IW estimate with K = 50.
     xs = x.repeat(99, 1)
-    means = [losses.iw_bound(model, xs, k=50, chunk=c, generator=gen(23)).mean().item() for c in (50, 7, 1)]
+    means = [iw_bound(model, xs, k=50, chunk=c, generator=gen(23)).mean().item() for c in (50, 7, 1)]
     assert max(means) - min(means) < 0.02
 
 
@@ -234,7 +237,7 @@ def test_iw_bound_is_chunk_invariant() -> None:
 def test_iw_bound_rejects_nonpositive_sizes(k: int, chunk: int) -> None:
     model = small_vae()
     with pytest.raises(ValueError):
-        losses.iw_bound(model, binary_batch(2, 20, seed=0), k=k, chunk=chunk)
+        iw_bound(model, binary_batch(2, 20, seed=0), k=k, chunk=chunk)
 
 
 # --- Units ---

@@ -10,7 +10,6 @@ import copy
 import json
 import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,9 @@ from helpers import assert_same_weights, without_seconds
 from torch import Tensor
 
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
+from vae_core.data import Split
 from vae_core.evaluate import evaluate_elbo
+from vae_core.losses import ELBOResult
 from vae_core.model import VAE, VAEConfig
 from vae_core.train import (
     STEP_STATS,
@@ -83,9 +84,9 @@ def test_loss_falls(train_x, valid_x):
     assert train[-1] > train[0] + 50  # nats per example: a clear improvement, not noise
     assert history.column("valid_elbo")[-1] > history.column("valid_elbo")[0] + 50
     for r in history.records:
-        assert r.train_elbo < 0 and r.train_kl >= 0
-        assert r.train_elbo == pytest.approx(r.train_reconstruction - r.train_kl, rel=1e-6)
-        assert r.valid_elbo == pytest.approx(r.valid_reconstruction - r.valid_kl, rel=1e-6)
+        assert r.train.elbo < 0 and r.train.kl >= 0
+        assert r.train.elbo == pytest.approx(r.train.reconstruction - r.train.kl, rel=1e-6)
+        assert r.valid.elbo == pytest.approx(r.valid.reconstruction - r.valid.kl, rel=1e-6)
         assert r.seconds > 0
     # The recorded lr is the cosine schedule at each epoch's first step (4 steps per epoch, 20 in all).
     assert history.column("lr") == [learning_rate(config, 4 * e, 20) for e in range(5)]
@@ -148,7 +149,7 @@ def test_resume_without_checkpoint_file_starts_fresh(tmp_path, train_x):
     ha = fit(a, train_x, None, config, progress=False)
     hb = fit(b, train_x, None, config, checkpoint=tmp_path / "none.pt", resume=True, progress=False)
     assert without_seconds(ha) == without_seconds(hb)
-    assert ha.records[0].valid_elbo is None
+    assert ha.records[0].valid is None
     assert (tmp_path / "none.pt").is_file()
 
 
@@ -259,23 +260,32 @@ def test_dynamic_binarization_trains_deterministically(train_x, valid_x):
     assert ((grey > 0) & (grey < 1)).any()
     config = TrainConfig(epochs=3, batch_size=64, lr=3e-3, seed=1)
     a, b = new_model(), new_model()
-    ha = fit(a, grey, grey_valid, config, dynamic=True, progress=False)
-    hb = fit(b, grey, grey_valid, config, dynamic=True, progress=False)
+    ha = fit(a, Split(grey, dynamic=True), Split(grey_valid, dynamic=True), config, progress=False)
+    hb = fit(b, Split(grey, dynamic=True), Split(grey_valid, dynamic=True), config, progress=False)
     assert without_seconds(ha) == without_seconds(hb)
     assert_same_weights(a, b)
-    assert ha.records[-1].train_elbo > ha.records[0].train_elbo
-    assert all(math.isfinite(r.valid_elbo) for r in ha.records)
+    assert ha.records[-1].train.elbo > ha.records[0].train.elbo
+    assert all(math.isfinite(r.valid.elbo) for r in ha.records)
     # Binarizing afresh differs from training on the grey values directly.
-    hc = fit(new_model(), grey, grey_valid, config, dynamic=False, progress=False)
+    hc = fit(new_model(), grey, grey_valid, config, progress=False)
     assert hc.column("train_elbo") != ha.column("train_elbo")
 
 
 def test_history_round_trip():
-    rec = EpochRecord(1, -100.0, -90.0, 10.0, None, None, None, seconds=0.5, lr=1e-3)
+    rec = EpochRecord(1, ELBOResult(-100.0, -90.0, 10.0), None, seconds=0.5, lr=1e-3)
     h = History([rec])
     assert History.from_list(h.to_list()) == h
-    assert h.to_list() == [asdict(rec)]
+    assert h.to_list() == [
+        {
+            "epoch": 1,
+            **{"train_elbo": -100.0, "train_reconstruction": -90.0, "train_kl": 10.0},
+            **{"valid_elbo": None, "valid_reconstruction": None, "valid_kl": None},
+            **{"seconds": 0.5, "lr": 1e-3, "train_objective": None},
+        }
+    ]
     assert h.column("train_kl") == [10.0]
+    old = {k: v for k, v in h.to_list()[0].items() if k != "train_objective"}  # a row written before the IWAE option
+    assert History.from_list([old]) == h
 
 
 def test_zero_epochs_returns_empty_history(train_x):
@@ -339,9 +349,11 @@ def reference_fit(model: VAE, train_x: Tensor, valid_x: Tensor | None, config: T
         valid = (None, None, None)
         if valid_eval is not None:
             terms = evaluate_elbo(model, valid_eval, config.eval_batch_size, seed=config.seed + epoch)
-            valid = (terms["elbo"], terms["reconstruction"], terms["kl"])
-        record = EpochRecord(epoch, *train, *valid, seconds=0.0, lr=lr, train_objective=bound)
-        rows.append({k: v for k, v in asdict(record).items() if k != "seconds"})
+            valid = (terms.elbo, terms.reconstruction, terms.kl)
+        names = [f"{split}_{term}" for split in ("train", "valid") for term in ("elbo", "reconstruction", "kl")]
+        rows.append(
+            {"epoch": epoch, **dict(zip(names, [*train, *valid], strict=True)), "lr": lr, "train_objective": bound}
+        )
         if config.keep_best and valid[0] is not None and valid[0] > best["valid_elbo"]:
             best = {"epoch": epoch, "valid_elbo": valid[0], "model": copy.deepcopy(model.state_dict())}
     if config.keep_best and best["model"] is not None:
@@ -365,7 +377,8 @@ def test_cpu_loop_is_bit_identical_to_the_reference(case, train_x, valid_x):
     config = TrainConfig(**{"epochs": 3, "batch_size": 48, "lr": 3e-3, "seed": 2, **overrides})
     x, v = (train_x * 0.8 + 0.1, valid_x * 0.8 + 0.1) if dynamic else (train_x, valid_x)
     ours, ref = new_model(), new_model()
-    history = fit(ours, x, v, config, dynamic=dynamic, progress=False, cuda_graph=True)  # no effect on the CPU
+    train, valid = Split(x, dynamic=dynamic), Split(v, dynamic=dynamic)
+    history = fit(ours, train, valid, config, progress=False, cuda_graph=True)  # no effect on the CPU
     assert without_seconds(history) == reference_fit(ref, x, v, config, dynamic)
     assert_same_weights(ours, ref)
 
@@ -428,7 +441,7 @@ def test_train_step_is_one_adam_step_and_returns_its_statistics(train_x):
 def test_elbo_stats_are_float64_means_and_name_the_first_bad_step():
     rows = torch.tensor([[1.0, -10.0, -8.0, 2.0, -10.0], [2.0, -20.0, -15.0, 5.0, -19.0]])
     stats = ELBOStats.from_steps(rows, 4, epoch=1)
-    assert stats == ELBOStats(elbo=-7.5, reconstruction=-5.75, kl=1.75, bound=-7.25)
+    assert stats == ELBOStats(ELBOResult(elbo=-7.5, reconstruction=-5.75, kl=1.75), bound=-7.25)
     rows[1, 0], rows[0, 0] = float("inf"), 1.0
     with pytest.raises(TrainingError, match=r"became inf at epoch 3, step 1;"):
         ELBOStats.from_steps(rows, 4, epoch=3)
@@ -438,9 +451,11 @@ def test_train_state_round_trip(tmp_path, train_x, valid_x):
     """state_dict -> file -> load_state_dict gives the same state, and both copies then train identically."""
     config = TrainConfig(epochs=3, batch_size=64, lr=3e-3, seed=1, keep_best=True)
     state = TrainState.create(new_model(), config, len(train_x))
+    data = Split(train_x)
     for _ in range(2):
-        train_epoch(state, train_x)
-        state.end_epoch(EpochRecord(state.epoch, -1.0, -1.0, 0.0, -float(state.epoch), 0.0, 0.0, 0.0, 1e-3))
+        train_epoch(state, data)
+        valid = ELBOResult(-float(state.epoch), 0.0, 0.0)
+        state.end_epoch(EpochRecord(state.epoch, ELBOResult(-1.0, -1.0, 0.0), valid, 0.0, 1e-3))
     saved = load_checkpoint(save_checkpoint(tmp_path / "c.pt", state.state_dict()))
     other = TrainState.create(new_model(seed=4), config, len(train_x))
     other.load_state_dict(saved)
@@ -449,7 +464,7 @@ def test_train_state_round_trip(tmp_path, train_x, valid_x):
     again = other.state_dict()
     assert again.keys() == saved.keys() - {"format", "version"}
     assert json.dumps(again["optimizer"]["param_groups"]) == json.dumps(saved["optimizer"]["param_groups"])
-    assert train_epoch(other, train_x) == train_epoch(state, train_x)
+    assert train_epoch(other, data) == train_epoch(state, data)
     assert_same_weights(other.model, state.model)
     with pytest.raises(TrainingError, match="other settings"):
         TrainState.create(new_model(), TrainConfig(epochs=4), len(train_x)).load_state_dict(saved)
@@ -460,20 +475,21 @@ def test_captured_epoch_runs_the_same_steps_eagerly_off_cuda(dynamic, train_x):
     """Off CUDA CapturedEpoch runs its graph body eagerly: same batches, same random stream, same schedule as
     train_epoch. Its learning rate is a float32 tensor, so the weights agree to float precision, not bit for bit."""
     config = TrainConfig(epochs=3, batch_size=48, lr=3e-3, seed=3, kl_warmup_epochs=2)  # 256 = 5 * 48 + 16
-    x = train_x * 0.8 + 0.1 if dynamic else train_x
-    eager = TrainState.create(new_model(), config, len(x))
-    graphed = TrainState.create(new_model(), config, len(x), lr_tensor=True)
-    run = CapturedEpoch(graphed, x, dynamic)
+    data = Split(train_x * 0.8 + 0.1 if dynamic else train_x, dynamic=dynamic)
+    eager = TrainState.create(new_model(), config, len(data))
+    graphed = TrainState.create(new_model(), config, len(data), lr_tensor=True)
+    run = CapturedEpoch(graphed, data)
     for _ in range(config.epochs):
-        a, b = train_epoch(eager, x, dynamic), run()
-        for name in ("elbo", "reconstruction", "kl", "bound"):
-            assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-5), name
+        a, b = train_epoch(eager, data), run()
+        assert b.bound == pytest.approx(a.bound, rel=1e-5)
+        for name in ("elbo", "reconstruction", "kl"):
+            assert getattr(b.terms, name) == pytest.approx(getattr(a.terms, name), rel=1e-5), name
     assert graphed.epoch == eager.epoch == 3
     assert torch.equal(graphed.generator.get_state(), eager.generator.get_state())  # the same random draws
     for p, q in zip(graphed.model.parameters(), eager.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="lr_tensor=True"):
-        CapturedEpoch(eager, x)
+        CapturedEpoch(eager, data)
 
 
 def test_fit_refuses_an_empty_training_set():
@@ -490,7 +506,7 @@ def test_first_epoch_of_the_committed_z20_run():
 
     Not bit for bit: the committed run was trained on an AMD EPYC (AVX2) and float32 results differ in the last bits
     on other CPUs (on an Intel Xeon with AVX-512, ~1e-6 relative after one epoch). Opt-in because it takes about a
-    minute; chapter 1.9's nbval run already repeats the whole run against the same history in the default suite.
+    minute; the appendix of chapter 1.9 re-runs two epochs against the same history in the default suite.
     """
     from vae_core import data
     from vae_core.repro import make_deterministic
@@ -502,11 +518,10 @@ def test_first_epoch_of_the_committed_z20_run():
     torch.manual_seed(provenance["seed"])
     model = VAE(VAEConfig(**json.loads((Z20 / "model" / "config.json").read_text())["config"]))
     train, valid = data.load("binarized-mnist", "train"), data.load("binarized-mnist", "valid")
-    state = TrainState.create(model, config, len(train.x))
-    ours = train_epoch(state, train.x)
+    state = TrainState.create(model, config, len(train))
+    ours = train_epoch(state, train)
     ours_valid = evaluate_elbo(model, valid.x, config.eval_batch_size, seed=config.seed + 1)
-    got = {f"train_{k}": v for k, v in asdict(ours).items() if k != "bound"}
-    got |= {f"valid_{k}": v for k, v in ours_valid.items()}
+    got = ours.terms.flat("train") | ours_valid.flat("valid")
     assert len(got) == 6
     for key, value in got.items():
         assert value == pytest.approx(committed[key], rel=1e-4), key

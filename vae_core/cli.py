@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cuda-graph", action="store_true", help="on CUDA, run each step eagerly instead of replaying a CUDA graph"
     )
 
-    p = sub.add_parser("evaluate", help="ELBO and importance-weighted log-likelihood of a checkpoint on a split")
+    p = sub.add_parser(
+        "evaluate",
+        help="the ELBO, its terms and the IW log-likelihood of a checkpoint on a split, in nats per example",
+    )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt or a folder with model.safetensors")
     p.add_argument("--dataset", choices=data.DATASETS, default="binarized-mnist")
     p.add_argument("--split", choices=data.SPLITS, default="test")
@@ -148,10 +151,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     tic = time.perf_counter()
     history = fit(
         model,
-        train.x,
-        valid.x,
+        train,
+        valid,
         config,
-        dynamic=train.dynamic,
         checkpoint=args.out / "checkpoint.pt",
         resume=args.resume,
         progress=not args.no_progress,
@@ -166,12 +168,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         **provenance(args, device, seconds),
     }
     if config.keep_best and history.records:
-        record["selected_epoch"] = max(history.records, key=lambda r: r.valid_elbo).epoch
+        record["selected_epoch"] = max(history.records, key=lambda r: r.valid.elbo).epoch
     save_shareable(args.out / "model", model.cpu(), {"provenance": record})
     atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
     last = history.records[-1] if history.records else None
     if last is not None:
-        print(f"epoch {last.epoch}: train ELBO {last.train_elbo:.2f}, validation ELBO {last.valid_elbo:.2f} nats")
+        print(f"epoch {last.epoch}: train ELBO {last.train.elbo:.2f}, validation ELBO {last.valid.elbo:.2f} nats")
     print(f"wrote {args.out}/checkpoint.pt, history.json, model/, provenance.json ({seconds:.1f} s)")
     return 0
 
@@ -181,11 +183,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     make_deterministic()
     model = load_model(args.checkpoint, map_location=device).to(device)
     split = data.load(args.dataset, args.split, device)
-    x = split.x[: args.limit] if args.limit else split.x
-    if split.dynamic:
-        x = data.binarize(x, torch.Generator(device=device).manual_seed(args.seed))
+    x = (split.head(args.limit) if args.limit else split).binarized(args.seed)
     result: dict = {"dataset": args.dataset, "split": args.split, "n": x.shape[0]}
-    result.update({f"{k}_nats": v for k, v in evaluate_elbo(model, x, seed=args.seed).items()})
+    result.update(evaluate_elbo(model, x, seed=args.seed).flat())
     result["active_units"] = active_units(model, x)[0]
     tic = time.perf_counter()
     per_example = None

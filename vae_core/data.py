@@ -91,11 +91,50 @@ class DataError(RuntimeError):
 
 @dataclass
 class Split:
-    """One split on one device: ``x`` is float32 (N, 784); ``labels`` int64 (N,) or None."""
+    """One split on one device: ``x`` is float32 (N, 784); ``labels`` int64 (N,) or None.
+
+    A static split's ``x`` is binary and served as it is. A ``dynamic`` split's ``x`` holds grey values in [0, 1]
+    and is binarized afresh (:func:`binarize`) each time it serves a batch, and once, with a fixed seed, for
+    evaluation. Binarization is decided here alone: training asks the split for its batches (:meth:`batch`,
+    :meth:`batches`) and evaluation for its binary data (:meth:`binarized`).
+    """
 
     x: torch.Tensor
-    labels: torch.Tensor | None
-    dynamic: bool
+    labels: torch.Tensor | None = None
+    dynamic: bool = False
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batch(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The examples at index tensor ``rows``, binarized afresh with ``generator`` if the split is dynamic.
+
+        All on the device, without a host synchronization, so a CUDA graph can capture it.
+        """
+        batch = self.x.index_select(0, rows)
+        return binarize(batch, generator) if self.dynamic else batch
+
+    def batches(
+        self, order: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Consecutive batches of ``batch_size`` examples in the index ``order`` (the last may be smaller)."""
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size], generator)
+
+    def binarized(self, seed: int = 0) -> torch.Tensor:
+        """All of ``x`` as binary data for evaluation: a dynamic split's one draw with a generator seeded ``seed``."""
+        if not self.dynamic:
+            return self.x
+        return binarize(self.x, torch.Generator(device=self.x.device).manual_seed(seed))
+
+    def head(self, n: int) -> Split:
+        """The split's first ``n`` examples."""
+        return Split(self.x[:n], None if self.labels is None else self.labels[:n], self.dynamic)
+
+
+def as_split(x: torch.Tensor | Split) -> Split:
+    """``x`` itself if it is a :class:`Split`, else binary data as a static split."""
+    return x if isinstance(x, Split) else Split(x)
 
 
 def data_dir() -> Path:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from vae_core import losses
-from vae_core.model import VAE
+from vae_core.model import VAE, reparameterize
 
 
 @contextmanager
@@ -26,7 +26,7 @@ def evaluating(model: VAE) -> Iterator[VAE]:
 
 
 @torch.no_grad()
-def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> dict[str, float]:
+def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> losses.ELBOResult:
     """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example.
 
     The sums stay on x's device and are read once, at the end (no host synchronization per batch).
@@ -35,10 +35,10 @@ def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) 
     sums = torch.zeros(3, dtype=torch.float64, device=x.device)
     with evaluating(model):
         for start in range(0, x.shape[0], batch_size):
-            terms = losses.elbo(model, x[start : start + batch_size], generator)
+            batch = x[start : start + batch_size]
+            terms = losses.elbo(*model(batch, generator), batch)
             sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
-    elbo, rec, kl = (sums / x.shape[0]).tolist()
-    return {"elbo": elbo, "reconstruction": rec, "kl": kl}
+    return losses.ELBOResult.from_sums(sums, x.shape[0])
 
 
 @dataclass
@@ -62,13 +62,33 @@ def iw_log_likelihood(
     generator = torch.Generator(device=x.device).manual_seed(seed)
     with evaluating(model):
         values = [
-            losses.iw_bound(model, x[s : s + batch_size], k, chunk, generator).double()
+            iw_bound(model, x[s : s + batch_size], k, chunk, generator).double()
             for s in range(0, x.shape[0], batch_size)
         ]
     per_example = torch.cat(values).cpu()
     n = per_example.numel()
     stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
     return IWEstimate(k=k, mean=per_example.mean().item(), stderr=stderr, per_example=per_example)
+
+
+@torch.no_grad()
+def iw_bound(model: VAE, x: Tensor, k: int, chunk: int = 100, generator: torch.Generator | None = None) -> Tensor:
+    """log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k ~ q(z|x), per example, streamed in chunks of K.
+
+    Only a chunk x batch x M tensor of logits exists at a time; the chunks are merged with a running logsumexp.
+    """
+    if k < 1 or chunk < 1:
+        raise ValueError(f"k and chunk must be positive, got k={k}, chunk={chunk}")
+    mu, logvar = model.encoder(x)
+    total = torch.full((x.shape[0],), -math.inf, device=x.device, dtype=mu.dtype)
+    done = 0
+    while done < k:
+        n = min(chunk, k - done)
+        z = reparameterize(mu.expand(n, *mu.shape), logvar.expand(n, *logvar.shape), generator)
+        log_w = losses.log_weights(model.decoder(z), z, mu, logvar, x)
+        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        done += n
+    return total - math.log(k)
 
 
 @torch.no_grad()

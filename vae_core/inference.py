@@ -47,8 +47,7 @@ def log_importance_weights(
                 n = min(chunk, k - done)
                 eps = torch.randn((n, *mb.shape), generator=generator, device=x.device, dtype=mb.dtype)
                 z = mb + torch.exp(0.5 * lb) * eps
-                log_px_z = losses.bernoulli_log_likelihood(model.decoder(z), xb.expand(n, *xb.shape))
-                log_w = log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mb, lb)
+                log_w = losses.log_weights(model.decoder(z), z, mb, lb, xb)
                 columns.append(log_w.T.double())
             rows.append(torch.cat(columns, dim=1))
     return torch.cat(rows).cpu()

@@ -33,4 +33,5 @@ def binarized_elbo(model: VAE, means: Tensor, draws: int = 32, seed: int = 0) ->
     that a binary image 'like' a grey-level one gets. One reparameterized z per drawn image."""
     generator = torch.Generator(device=means.device).manual_seed(seed)
     x = torch.bernoulli(means.expand(draws, *means.shape), generator=generator)
-    return losses.elbo(model, x.reshape(-1, means.shape[-1]), generator).elbo.reshape(draws, -1).mean(0)
+    x = x.reshape(-1, means.shape[-1])
+    return losses.elbo(*model(x, generator), x).elbo.reshape(draws, -1).mean(0)

@@ -1,4 +1,8 @@
-"""Per-example ELBO terms and the importance-weighted bound, in nats."""
+"""The ELBO's terms and the importance-weighted bound, per example and in nats, from the model's output tensors.
+
+Every function here takes tensors (decoder logits, the encoder's mu and logvar, samples z, the data x), never the
+model: the forward pass is the model's (`VAE.forward`, `VAE.forward_k`), the arithmetic of the bounds is here.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from vae_core.model import VAE, reparameterize
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -36,62 +38,80 @@ def standard_normal_log_density(z: Tensor) -> Tensor:
 
 @dataclass
 class ELBOTerms:
-    """Per-example ELBO = reconstruction - KL, each of shape (batch,), in nats."""
+    """Per-example ELBO = reconstruction - beta * KL, each of shape (batch,), in nats."""
 
     elbo: Tensor
     reconstruction: Tensor
     kl: Tensor
 
 
-def elbo(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float = 1.0) -> ELBOTerms:
-    """Single-sample ELBO: E_q[log p(x|z)] estimated at one reparameterized z, minus the closed-form KL."""
-    logits, mu, logvar = model(x, generator)
+@dataclass(frozen=True)
+class ELBOResult:
+    """Means over a set of examples, in nats per example: the ELBO (reconstruction - KL), its reconstruction term
+    E_q[log p(x|z)] and its KL(q(z|x) || p(z)).
+
+    The one shape of an ELBO result: `evaluate_elbo` returns it, the training history holds one for the training and
+    one for the validation data, and the command line's JSON writes it. Flat, JSON-friendly keys come from `flat`
+    (``{prefix}_elbo``, ...) and are read back by `from_flat`.
+    """
+
+    elbo: float
+    reconstruction: float
+    kl: float
+
+    @classmethod
+    def from_sums(cls, sums: Tensor, n: int) -> ELBOResult:
+        """The means from the sums (elbo, reconstruction, kl) over `n` examples: one read from the device."""
+        elbo, reconstruction, kl = (sums.double() / n).tolist()
+        return cls(elbo, reconstruction, kl)
+
+    @staticmethod
+    def keys(prefix: str = "") -> list[str]:
+        """The flat keys under `prefix`: ``{prefix}_elbo``, ``{prefix}_reconstruction``, ``{prefix}_kl``."""
+        return [f"{prefix}_{name}" if prefix else name for name in ("elbo", "reconstruction", "kl")]
+
+    def flat(self, prefix: str = "") -> dict[str, float]:
+        """The result as a flat, JSON-friendly dict with the `keys` under `prefix`."""
+        return dict(zip(self.keys(prefix), (self.elbo, self.reconstruction, self.kl), strict=True))
+
+    @classmethod
+    def from_flat(cls, row: dict, prefix: str = "") -> ELBOResult | None:
+        """The result that `flat` stored in `row` under `prefix`, or None where the row holds none (null values)."""
+        values = [row.get(key) for key in cls.keys(prefix)]
+        return None if any(v is None for v in values) else cls(*values)
+
+
+def elbo(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Tensor = 1.0) -> ELBOTerms:
+    """Single-sample ELBO from one forward pass (`VAE.forward`): log p(x|z) at the reparameterized z that gave
+    `logits`, an estimate of E_q[log p(x|z)], minus the closed-form KL of q = N(mu, diag exp(logvar)) to N(0, I)."""
     reconstruction = bernoulli_log_likelihood(logits, x)
     kl = kl_to_standard_normal(mu, logvar)
     return ELBOTerms(elbo=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
 
 
-def iw_objective(model: VAE, x: Tensor, k: int, generator: torch.Generator | None = None) -> tuple[Tensor, ELBOTerms]:
-    """The IWAE training bound log (1/k) sum_i p(x, z_i) / q(z_i|x), differentiable, per example (Burda et al. 2016).
+def loss(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Tensor = 1.0) -> Tensor:
+    """The training loss: the negative ELBO averaged over the batch."""
+    return -elbo(logits, mu, logvar, x, beta).elbo.mean()
+
+
+def log_weights(logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, x: Tensor) -> Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for samples z of shape (k, batch, z_dim), shape (k, batch).
+
+    `logits` are the decoder's at `z` (`VAE.forward_k`); q is N(mu, diag exp(logvar)).
+    """
+    log_px_z = bernoulli_log_likelihood(logits, x.expand(*logits.shape))
+    return log_px_z + standard_normal_log_density(z) - gaussian_log_density(z, mu, logvar)
+
+
+def iw_objective(logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, x: Tensor) -> tuple[Tensor, ELBOTerms]:
+    """The IWAE training bound log (1/k) sum_i p(x, z_i) / q(z_i|x), differentiable, per example (Burda et al. 2016),
+    from the k samples of `VAE.forward_k`.
 
     Also returns the ELBO terms of the first sample (closed-form KL), for the history. With k = 1 the bound is the
     single-sample ELBO with a Monte-Carlo KL: its expectation is the ELBO.
     """
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
-    mu, logvar = model.encoder(x)
-    z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)
-    log_px_z = bernoulli_log_likelihood(model.decoder(z), x.expand(k, *x.shape))
-    log_w = log_px_z + standard_normal_log_density(z) - gaussian_log_density(z, mu, logvar)
-    bound = torch.logsumexp(log_w, dim=0) - math.log(k)
-    kl = kl_to_standard_normal(mu, logvar)
-    return bound, ELBOTerms(elbo=log_px_z[0] - kl, reconstruction=log_px_z[0], kl=kl)
-
-
-def loss(model: VAE, x: Tensor, generator: torch.Generator | None = None, beta: float = 1.0) -> Tensor:
-    """The training loss: the negative ELBO averaged over the batch."""
-    return -elbo(model, x, generator, beta).elbo.mean()
-
-
-@torch.no_grad()
-def iw_bound(model: VAE, x: Tensor, k: int, chunk: int = 100, generator: torch.Generator | None = None) -> Tensor:
-    """log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k ~ q(z|x), per example, streamed in chunks of K.
-
-    Only a chunk x batch x M tensor of logits exists at a time; the chunks are merged with a running logsumexp.
-    """
-    if k < 1 or chunk < 1:
-        raise ValueError(f"k and chunk must be positive, got k={k}, chunk={chunk}")
-    mu, logvar = model.encoder(x)
-    total = torch.full((x.shape[0],), -math.inf, device=x.device, dtype=mu.dtype)
-    done = 0
-    while done < k:
-        n = min(chunk, k - done)
-        z = reparameterize(mu.expand(n, *mu.shape), logvar.expand(n, *logvar.shape), generator)
-        log_px_z = bernoulli_log_likelihood(model.decoder(z), x.expand(n, *x.shape))
-        log_w = log_px_z + standard_normal_log_density(z) - gaussian_log_density(z, mu, logvar)
-        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-        done += n
-    return total - math.log(k)
+    bound = torch.logsumexp(log_weights(logits, z, mu, logvar, x), dim=0) - math.log(z.shape[0])
+    return bound, elbo(logits[0], mu, logvar, x)
 
 
 def nats_to_bits_per_dim(nats: Tensor | float, dims: int = 784) -> Tensor | float:

@@ -90,6 +90,14 @@ class VAE(nn.Module):
         z = reparameterize(mu, logvar, generator)
         return self.decoder(z), mu, logvar
 
+    def forward_k(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
+        """Return (decoder logits (k, batch, x_dim), z (k, batch, z_dim), mu, logvar) at k reparameterized z per x."""
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        mu, logvar = self.encoder(x)
+        z = reparameterize(mu.expand(k, *mu.shape), logvar.expand(k, *logvar.shape), generator)
+        return self.decoder(z), z, mu, logvar
+
     @torch.no_grad()
     def sample(
         self, n: int, generator: torch.Generator | None = None, binary: bool = False

@@ -22,6 +22,7 @@ from tqdm import tqdm  # the terminal bar: tqdm.auto warns in kernels without ip
 
 from vae_core import losses
 from vae_core.checkpoint import first_line, load_checkpoint, save_checkpoint
+from vae_core.data import Split, as_split
 from vae_core.evaluate import evaluate_elbo
 from vae_core.model import VAE
 
@@ -72,18 +73,29 @@ class TrainConfig:
 
 @dataclass
 class EpochRecord:
-    """One epoch's averages in nats per example (ELBO = reconstruction - KL), and its wall time."""
+    """One epoch: the ELBO results on the training and validation data, the learning rate at its first step, its
+    wall time and the training bound (the ELBO itself unless training maximized a KL-weighted or IWAE bound).
+
+    As a JSON row (`to_row`, read back by `from_row`) the results are flat: ``train_elbo``, ``valid_kl``, ...
+    """
 
     epoch: int
-    train_elbo: float
-    train_reconstruction: float
-    train_kl: float
-    valid_elbo: float | None
-    valid_reconstruction: float | None
-    valid_kl: float | None
+    train: losses.ELBOResult
+    valid: losses.ELBOResult | None
     seconds: float
     lr: float
     train_objective: float | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        valid = self.valid.flat("valid") if self.valid else dict.fromkeys(losses.ELBOResult.keys("valid"))
+        row = {"epoch": self.epoch, **self.train.flat("train"), **valid}
+        return {**row, "seconds": self.seconds, "lr": self.lr, "train_objective": self.train_objective}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> EpochRecord:
+        train = losses.ELBOResult.from_flat(row, "train")
+        valid = losses.ELBOResult.from_flat(row, "valid")
+        return cls(row["epoch"], train, valid, row["seconds"], row["lr"], row.get("train_objective"))
 
 
 @dataclass
@@ -93,14 +105,15 @@ class History:
     records: list[EpochRecord] = field(default_factory=list)
 
     def column(self, name: str) -> list[Any]:
-        return [getattr(r, name) for r in self.records]
+        """One column of the JSON rows, e.g. ``"valid_elbo"``, epoch by epoch."""
+        return [r.to_row()[name] for r in self.records]
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.records]
+        return [r.to_row() for r in self.records]
 
     @classmethod
     def from_list(cls, rows: list[dict[str, Any]]) -> History:
-        return cls([EpochRecord(**row) for row in rows])
+        return cls([EpochRecord.from_row(row) for row in rows])
 
 
 Hook = Callable[[int, VAE, History], None]
@@ -125,8 +138,8 @@ def objective_terms(
 ) -> tuple[Tensor, losses.ELBOTerms]:
     """The per-example bound that training maximizes (the beta-ELBO or the IWAE bound) and the ELBO terms."""
     if config.objective == "iwae":
-        return losses.iw_objective(model, x, config.k, generator)
-    terms = losses.elbo(model, x, generator, beta)
+        return losses.iw_objective(*model.forward_k(x, config.k, generator), x)
+    terms = losses.elbo(*model(x, generator), x, beta)
     return terms.elbo, terms
 
 
@@ -163,14 +176,10 @@ KL weight), its terms and the bound that training maximizes (the beta-weighted E
 
 @dataclass(frozen=True)
 class ELBOStats:
-    """Means in nats per example: the ELBO (reconstruction - beta * KL), its terms, and the bound training maximizes.
+    """An epoch's means in nats per example: the ELBO result (reconstruction - KL, whatever the KL weight) and the
+    bound training maximizes (the beta-weighted ELBO, or the IWAE bound for the iwae objective)."""
 
-    The bound is the ELBO itself for the elbo objective and the IWAE bound for the iwae objective.
-    """
-
-    elbo: float
-    reconstruction: float
-    kl: float
+    terms: losses.ELBOResult
     bound: float
 
     @classmethod
@@ -190,7 +199,8 @@ class ELBOStats:
         totals = [0.0, 0.0, 0.0, 0.0]
         for row in rows:
             totals = [s + v for s, v in zip(totals, row[1:], strict=True)]
-        return cls(*(s / n for s in totals))
+        elbo, reconstruction, kl, bound = (s / n for s in totals)
+        return cls(losses.ELBOResult(elbo, reconstruction, kl), bound)
 
 
 @dataclass
@@ -234,8 +244,9 @@ class TrainState:
     def end_epoch(self, record: EpochRecord) -> None:
         """Record an epoch; with keep_best, copy the weights when its validation ELBO is the best so far."""
         self.history.records.append(record)
-        if self.config.keep_best and record.valid_elbo is not None and record.valid_elbo > self.best["valid_elbo"]:
-            self.best = {"epoch": record.epoch, "valid_elbo": record.valid_elbo, "model": _copy_state(self.model)}
+        valid = record.valid
+        if self.config.keep_best and valid is not None and valid.elbo > self.best["valid_elbo"]:
+            self.best = {"epoch": record.epoch, "valid_elbo": valid.elbo, "model": _copy_state(self.model)}
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint: settings, weights, optimizer, random state, epoch, history (and the best epoch)."""
@@ -285,20 +296,17 @@ def train_step(state: TrainState, x: Tensor) -> Tensor:
         return torch.stack([loss, elbo.sum(), terms.reconstruction.sum(), terms.kl.sum(), bound.sum()])
 
 
-def train_epoch(state: TrainState, x: Tensor, dynamic: bool = False) -> ELBOStats:
-    """One pass over shuffled minibatches of `x` (binarized afresh when `dynamic`); return the epoch's means."""
+def train_epoch(state: TrainState, data: Split) -> ELBOStats:
+    """One pass over shuffled minibatches of `data` (see Split.batches); return the epoch's means."""
     state.model.train()
-    order = torch.randperm(len(x), generator=state.generator, device=x.device)
+    order = torch.randperm(len(data), generator=state.generator, device=data.x.device)
     first_step = state.epoch * state.steps_per_epoch
     steps = []
-    for i, start in enumerate(range(0, len(x), state.config.batch_size)):
-        batch = x[order[start : start + state.config.batch_size]]
-        if dynamic:
-            batch = torch.bernoulli(batch, generator=state.generator)
+    for i, batch in enumerate(data.batches(order, state.config.batch_size, state.generator)):
         state.set_step(first_step + i)
         steps.append(train_step(state, batch))
     state.epoch += 1
-    return ELBOStats.from_steps(torch.stack(steps), len(x), state.epoch)
+    return ELBOStats.from_steps(torch.stack(steps), len(data), state.epoch)
 
 
 WARMUP_CALLS = 3
@@ -310,10 +318,10 @@ class CapturedEpoch:
 
     The graph reads and writes only static tensors on the device: the training set, this epoch's shuffled order, the
     learning rate and KL weight of each step (`schedule`), a step counter, and the table of step statistics. Each
-    replay gathers its minibatch by the counter, binarizes it (`dynamic`) with the run's generator (registered with
-    the graph, so its random stream advances as in eager mode), copies its learning rate into Adam's device tensor
-    (Adam is fused and capturable), takes `train_step` and writes its statistics row. The host reads the device once
-    per epoch (ELBOStats.from_steps).
+    replay gathers its minibatch by the counter from the split (`Split.batch`, which binarizes a dynamic split with
+    the run's generator, registered with the graph so that its random stream advances as in eager mode), copies its
+    learning rate into Adam's device tensor (Adam is fused and capturable), takes `train_step` and writes its
+    statistics row. The host reads the device once per epoch (ELBOStats.from_steps).
 
     The last, partial batch (when the batch size does not divide the data) is captured in a second graph of its own
     size, so each epoch sees every example once, as `train_epoch` does. The first WARMUP_CALLS steps, and the first
@@ -321,20 +329,20 @@ class CapturedEpoch:
     Off CUDA (in the tests) the same steps run eagerly. The state comes from `TrainState.create(..., lr_tensor=True)`.
     """
 
-    def __init__(self, state: TrainState, x: Tensor, dynamic: bool = False) -> None:
+    def __init__(self, state: TrainState, data: Split) -> None:
         if not torch.is_tensor(state.optimizer.param_groups[0]["lr"]):
             raise ValueError(
                 "CapturedEpoch needs the learning rate in a tensor: TrainState.create(..., lr_tensor=True)"
             )
-        self.state, self.x, self.dynamic = state, x, dynamic
-        device, size = x.device, state.config.batch_size
-        self.order = torch.zeros(len(x), dtype=torch.long, device=device)
+        self.state, self.data = state, data
+        device, size = data.x.device, state.config.batch_size
+        self.order = torch.zeros(len(data), dtype=torch.long, device=device)
         self.lr_beta = torch.zeros(state.steps_per_epoch, 2, dtype=torch.float64, device=device)
         self.steps = torch.zeros(state.steps_per_epoch, len(STEP_STATS), device=device)
         self.step_ids = torch.arange(state.steps_per_epoch, device=device).unsqueeze(1)
         self.step = torch.zeros(1, dtype=torch.long, device=device)
         self.offsets = torch.arange(size, device=device)
-        full, rest = divmod(len(x), size)
+        full, rest = divmod(len(data), size)
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # for warm-up and capture
         self.calls = [(_Graphed(lambda: self.body(size), state.generator, stream, WARMUP_CALLS), full)]
         if rest:  # its kernels are warm by then: one eager call (the first epoch's) is enough
@@ -343,9 +351,7 @@ class CapturedEpoch:
     def body(self, size: int) -> None:
         """One step of `size` examples, all on the device: what a graph captures."""
         rows = self.order.index_select(0, self.step * self.state.config.batch_size + self.offsets[:size])
-        batch = self.x.index_select(0, rows)
-        if self.dynamic:
-            batch = torch.bernoulli(batch, generator=self.state.generator)
+        batch = self.data.batch(rows, self.state.generator)
         lr, beta = self.lr_beta.index_select(0, self.step)[0]
         self.state.optimizer.param_groups[0]["lr"].copy_(lr)
         self.state.beta = beta
@@ -358,13 +364,13 @@ class CapturedEpoch:
         first = state.epoch * state.steps_per_epoch
         self.lr_beta.copy_(schedule(state.config, range(first, first + state.steps_per_epoch), state.steps_per_epoch))
         state.model.train()
-        self.order.copy_(torch.randperm(len(self.x), generator=state.generator, device=self.x.device))
+        self.order.copy_(torch.randperm(len(self.data), generator=state.generator, device=self.order.device))
         self.step.zero_()
         for step, count in self.calls:
             for _ in range(count):
                 step()
         state.epoch += 1
-        return ELBOStats.from_steps(self.steps, len(self.x), state.epoch)
+        return ELBOStats.from_steps(self.steps, len(self.data), state.epoch)
 
 
 class _Graphed:
@@ -421,65 +427,61 @@ class _Graphed:
 
 def fit(
     model: VAE,
-    train_x: Tensor,
-    valid_x: Tensor | None = None,
+    train: Split | Tensor,
+    valid: Split | Tensor | None = None,
     config: TrainConfig | None = None,
     *,
-    dynamic: bool = False,
     hook: Hook | None = None,
     checkpoint: Path | str | None = None,
     resume: bool = False,
     progress: bool = True,
     cuda_graph: bool = True,
 ) -> History:
-    """Train `model` on `train_x` (already on the model's device) with Adam; return the per-epoch history.
+    """Train `model` on the `train` split (already on the model's device) with Adam; return the per-epoch history.
 
-    With `checkpoint`, the full state (TrainState.state_dict) is saved atomically after every epoch, and
-    `resume=True` continues from it: a resumed run equals the uninterrupted one. `hook(epoch, model, history)` runs
-    after each epoch, e.g. to take sample snapshots. With `dynamic`, each minibatch is binarized afresh. With
-    `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
+    A split serves its own batches (`Split.batch`: a dynamic split binarizes each afresh) and its validation data
+    (`Split.binarized`); a plain tensor is binary data (`as_split`). With `checkpoint`, the full state
+    (TrainState.state_dict) is saved atomically after every epoch, and `resume=True` continues from it: a resumed run
+    equals the uninterrupted one. `hook(epoch, model, history)` runs after each epoch, e.g. to take sample snapshots.
+    With `config.keep_best`, the model returned (and checkpointed as "best") is the epoch with the highest validation
     ELBO, not the last; the history keeps every epoch. On CUDA each step is replayed from a CUDA graph
     (CapturedEpoch) unless `cuda_graph=False`; otherwise `train_epoch` runs (bit-reproducible on the CPU).
     """
     config = config or TrainConfig()
+    train = as_split(train)
+    valid_x = None if valid is None else as_split(valid).binarized(config.seed + 1)
     device = next(model.parameters()).device
-    if train_x.device != device or (valid_x is not None and valid_x.device != device):
+    if train.x.device != device or (valid_x is not None and valid_x.device != device):
         raise ValueError(f"data must live on the model's device {device}; move it with .to(device) first")
-    if len(train_x) == 0:
-        raise ValueError("train_x holds no examples")
+    if len(train) == 0:
+        raise ValueError("the training split holds no examples")
     if config.keep_best and valid_x is None:
-        raise ValueError("keep_best selects the epoch on the validation ELBO: pass valid_x")
+        raise ValueError("keep_best selects the epoch on the validation ELBO: pass a validation split")
     capture = cuda_graph and device.type == "cuda"
-    state = TrainState.create(model, config, len(train_x), lr_tensor=capture)
+    state = TrainState.create(model, config, len(train), lr_tensor=capture)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         try:
             state.load_state_dict(load_checkpoint(Path(checkpoint), map_location=device))
         except TrainingError as err:
             raise TrainingError(f"{checkpoint}: {err}") from None
-    run_epoch = CapturedEpoch(state, train_x, dynamic) if capture else partial(train_epoch, state, train_x, dynamic)
-    valid_eval = valid_x
-    if dynamic and valid_x is not None:
-        valid_eval = torch.bernoulli(valid_x, generator=torch.Generator(device=device).manual_seed(config.seed + 1))
+    run_epoch = CapturedEpoch(state, train) if capture else partial(train_epoch, state, train)
     bar = tqdm(range(state.epoch + 1, config.epochs + 1), disable=not progress, desc="epochs", unit="epoch")
     for epoch in bar:
         tic = time.perf_counter()
         lr = learning_rate(config, state.epoch * state.steps_per_epoch, state.total_steps)
-        train = run_epoch()
-        valid: tuple[float | None, ...] = (None, None, None)
-        if valid_eval is not None:
-            terms = evaluate_elbo(model, valid_eval, config.eval_batch_size, seed=config.seed + epoch)
-            valid = (terms["elbo"], terms["reconstruction"], terms["kl"])
+        stats = run_epoch()
+        scores = None
+        if valid_x is not None:
+            scores = evaluate_elbo(model, valid_x, config.eval_batch_size, seed=config.seed + epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - tic
-        state.end_epoch(
-            EpochRecord(epoch, train.elbo, train.reconstruction, train.kl, *valid, seconds, lr, train.bound)
-        )
+        state.end_epoch(EpochRecord(epoch, stats.terms, scores, seconds, lr, stats.bound))
         if checkpoint is not None:
             save_checkpoint(Path(checkpoint), state.state_dict())
         if hook is not None:
             hook(epoch, model, state.history)
-        bar.set_postfix(train=f"{train.elbo:.2f}", valid="-" if valid[0] is None else f"{valid[0]:.2f}")
+        bar.set_postfix(train=f"{stats.terms.elbo:.2f}", valid="-" if scores is None else f"{scores.elbo:.2f}")
     if config.keep_best and state.best["model"] is not None:
         model.load_state_dict(state.best["model"])
     return state.history
