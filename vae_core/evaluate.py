@@ -37,7 +37,7 @@ def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) 
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
             terms = losses.elbo(*model(batch, generator), batch)
-            sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()]).double()
+            sums += terms.sums().double()
     return losses.ELBOResult.from_sums(sums, x.shape[0])
 
 

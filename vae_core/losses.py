@@ -44,6 +44,11 @@ class ELBOTerms:
     reconstruction: Tensor
     kl: Tensor
 
+    def sums(self) -> Tensor:
+        """The batch sums of the ELBO itself (reconstruction - KL, whatever beta), of the reconstruction term and of
+        the KL: a tensor (3,) on the terms' device, which `ELBOResult.from_sums` turns into means."""
+        return torch.stack([(self.reconstruction - self.kl).sum(), self.reconstruction.sum(), self.kl.sum()])
+
 
 @dataclass(frozen=True)
 class ELBOResult:
