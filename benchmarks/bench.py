@@ -299,10 +299,15 @@ def bench_training(hidden: tuple[int, ...], batch: int, args: argparse.Namespace
 
 
 def load_reference_fit() -> Callable:
-    """The training loop as it stood before train_step and TrainState, kept in tests/test_train.py as the reference."""
-    spec = importlib.util.spec_from_file_location("reference_loop", ROOT / "tests" / "test_train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The training loop as it stood before train_step and TrainState, kept in tests/test_train.py as the reference.
+
+    That module imports the tests' `helpers`, which is loaded first under its name.
+    """
+    for name in ("helpers", "test_train"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(name, module)
+        spec.loader.exec_module(module)
     return module.reference_fit
 
 
@@ -382,13 +387,18 @@ def gflops(v: float) -> str:
     return f"{v / 1e9:7.1f}"
 
 
+def architecture(row: dict) -> str:
+    """The model of a result row, as its layer sizes: 784-500-500-20."""
+    return "784-" + "-".join(map(str, row["hidden"])) + "-20"
+
+
 def print_old_loop(rows: list[dict]) -> None:
     if not rows:
         return
     print("\nThe loop before train_step/TrainState (old) against fit now (new): one epoch, median seconds")
     print(f"{'model':<16}{'batch':>6}{'old s':>9}{'new s':>9}{'new/old':>9}  bit-identical")
     for r in rows:
-        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        model = architecture(r)
         print(
             f"{model:<16}{r['batch']:>6}{r['old_epoch_s']:>9.3f}{r['new_epoch_s']:>9.3f}"
             f"{r['new_over_old_time']:>9.3f}  {r['bit_identical']}"
@@ -407,7 +417,7 @@ def print_tables(result: dict) -> None:
     )
     print(head)
     for r in result["training"]:
-        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        model = architecture(r)
         print(
             f"{model:<16}{r['batch']:>6}{r['reference_samples_per_s']:>10.0f}{r['ours_samples_per_s']:>10.0f}"
             f"{r['speedup']:>7.2f}{gflops(r['ours_flop_per_s']):>10}{gflops(r['ceiling_step_gemms_flop_per_s']):>15}"
@@ -420,7 +430,7 @@ def print_tables(result: dict) -> None:
         f"{'ref/matmuls':>12}"
     )
     for r in result["training"]:
-        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        model = architecture(r)
         ms = r["step_ms"]
         cells = "".join(
             f"{ms[k]:>8.1f} ({ms[k] / ms['step']:>3.0%})" for k in ("step_gemms", "forward_backward", "adam")
@@ -433,7 +443,7 @@ def print_tables(result: dict) -> None:
         head = f"{'model':<16}{'batch':>6}{'eager':>9}{'captured':>10}{'ratio':>7}{'matmuls':>9}"
         print(f"{head}{'eager s/s':>11}{'ours s/s':>10}")
         for r in captured:
-            model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+            model = architecture(r)
             ms = r["step_ms"]
             print(
                 f"{model:<16}{r['batch']:>6}{ms['step']:>9.3f}{ms['captured']:>10.3f}"
@@ -443,7 +453,7 @@ def print_tables(result: dict) -> None:
     print("\nOne Adam step on the model's parameters, median ms")
     print(f"{'model':<16}{'params':>10}{'fused':>8}{'foreach':>9}{'for-loop':>10}")
     for r in result["adam"]:
-        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        model = architecture(r)
         ms = r["step_ms"]
         print(f"{model:<16}{r['params']:>10,}{ms['fused']:>8.2f}{ms['foreach']:>9.2f}{ms['for_loop']:>10.2f}")
     print("\nEvaluation: single-sample ELBO (batch 2000) against the IW bound (K, batch 100, chunks of 100 over K)")
@@ -452,7 +462,7 @@ def print_tables(result: dict) -> None:
         f"  {'largest tensor (chunk / full K)'}"
     )
     for r in result["evaluation"]:
-        model = "784-" + "-".join(map(str, r["hidden"])) + "-20"
+        model = architecture(r)
         sizes = f"{r['iw_largest_tensor_numel']:,} ({r['iw_chunk_tensor_numel']:,} / {r['iw_full_tensor_numel']:,})"
         print(
             f"{model:<16}{r['k']:>6}{r['elbo_samples_per_s']:>10.0f}{gflops(r['elbo_flop_per_s']):>10}"

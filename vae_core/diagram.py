@@ -41,6 +41,15 @@ def _bar(ax: Axes, x: float, units: int, scale: float, color: str, label: str, y
     return y + height / 2
 
 
+def _hidden_layers(ax: Axes, x: float, widths: list[int], scale: float, color: str, activation: str) -> float:
+    """An arrow and a bar for each hidden layer after position `x`; returns the position of the last bar."""
+    for units in widths:
+        _arrow(ax, x, x + STEP, "linear\n" + activation)
+        x += STEP
+        _bar(ax, x, units, scale, color, f"{units}")
+    return x
+
+
 def _arrow(ax: Axes, x0: float, x1: float, text: str = "", y: float = 0.0) -> None:
     ax.annotate("", xy=(x1 - 0.16, y), xytext=(x0 + 0.16, y), arrowprops={"arrowstyle": "->", "color": INK, "lw": 1})
     if text:
@@ -59,10 +68,7 @@ def model_diagram(model: VAE) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 3.6))
     x = 0.0
     _bar(ax, x, enc[0], scale, INK, f"$x$\n{enc[0]} pixels")
-    for units in enc[1:-1]:
-        _arrow(ax, x, x + STEP, "linear\n" + act)
-        x += STEP
-        _bar(ax, x, units, scale, ENCODER, f"{units}")
+    x = _hidden_layers(ax, x, enc[1:-1], scale, ENCODER, act)
     _arrow(ax, x, x + STEP, "linear")
     x += STEP
     _bar(ax, x, z_dim, scale, ENCODER, "", y=0.22)
@@ -85,10 +91,7 @@ def model_diagram(model: VAE) -> Figure:
         arrowprops={"arrowstyle": "->", "color": NOISE, "lw": 1},
     )
     decoder_start = x
-    for units in dec[1:-1]:
-        _arrow(ax, x, x + STEP, "linear\n" + act)
-        x += STEP
-        _bar(ax, x, units, scale, DECODER, f"{units}")
+    x = _hidden_layers(ax, x, dec[1:-1], scale, DECODER, act)
     _arrow(ax, x, x + STEP, "linear\nsigmoid")
     x += STEP
     _bar(ax, x, dec[-1], scale, DECODER, f"Bernoulli means\n$f_\\theta(z)$, {dec[-1]}")
