@@ -94,6 +94,8 @@ class EpochRecord:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> EpochRecord:
         train = losses.ELBOResult.from_flat(row, "train")
+        if train is None:
+            raise ValueError(f"history row {row.get('epoch')} lacks its training ELBO: {sorted(row)}")
         valid = losses.ELBOResult.from_flat(row, "valid")
         return cls(row["epoch"], train, valid, row["seconds"], row["lr"], row.get("train_objective"))
 
