@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -490,6 +491,60 @@ def test_captured_epoch_runs_the_same_steps_eagerly_off_cuda(dynamic, train_x):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="lr_tensor=True"):
         CapturedEpoch(eager, data)
+
+
+class _Stream:
+    """Stands in for a torch.cuda.Stream off CUDA."""
+
+    def wait_stream(self, other: object) -> None:
+        pass
+
+
+class _Graph:
+    """Stands in for a torch.cuda.CUDAGraph: counts replays; with `refuse`, registering a generator fails."""
+
+    refuse = False
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def register_generator_state(self, generator: torch.Generator) -> None:
+        if self.refuse:
+            raise RuntimeError("no graph-safe generators here")
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_graphed_step_bookkeeping_off_cuda(refuse, monkeypatch):
+    """_Graphed's order of events, with stand-ins for torch.cuda: `warmup` eager calls, one capture followed by a
+    replay, then replays only; or, when capture fails, one warning and eager calls from then on."""
+    from contextlib import nullcontext
+
+    from vae_core.train import _Graphed
+
+    monkeypatch.setattr(_Graph, "refuse", refuse)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _Graph)
+    monkeypatch.setattr(torch.cuda, "current_stream", _Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph, stream: nullcontext())
+    calls = []
+    step = _Graphed(lambda: calls.append(len(calls)), torch.Generator(), _Stream(), warmup=2)
+    if refuse:
+        with pytest.warns(RuntimeWarning, match="capture of the training step failed .*no graph-safe generators"):
+            for _ in range(3):
+                step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no second capture, no second warning
+            for _ in range(3):
+                step()
+        assert (len(calls), step.eager_calls, step.graph) == (6, 6, None)
+        return
+    for _ in range(6):
+        step()
+    # 2 warm-up calls and the capture run the function; the capture replays at once, later calls only replay
+    assert (len(calls), step.eager_calls, step.graph.replays) == (3, 2, 4)
 
 
 def test_fit_refuses_an_empty_training_set():
