@@ -90,3 +90,19 @@ def test_bad_input() -> None:
         eq(sigma, "x").__class__(sigma, "x", "==")
     with pytest.raises(ValueError, match="unbalanced"):
         derive(sigma, eq(sigma, "an odd $ sign")).latex()
+
+
+def test_a_wrong_step_that_cannot_be_evaluated_numerically_still_fails_naming_it() -> None:
+    m, n = sp.symbols("m M", integer=True, positive=True)
+    x = sp.IndexedBase("x")
+    total = sp.Sum(x[m] ** 2, (m, 1, n))
+    with pytest.raises(StepFailed, match=r"step 1 \(a square lost\)"):
+        derive(total, eq(sp.Sum(x[m], (m, 1, n)), "a square lost"))
+
+
+def test_notation_and_expectations_survive_being_rebuilt_by_sympy() -> None:
+    h = Notation("h(z)", z**2)
+    assert sp.Integral(h * sp.exp(-(z**2)), (z, -sp.oo, sp.oo)).doit() == sp.sqrt(sp.pi) / 2
+    assert (sigma ** Notation("x_m", z)).func(*(sigma ** Notation("x_m", z)).args) == sigma ** Notation("x_m", z)
+    e = E(z**2 + mu, z, q)
+    assert e.func(*e.args) == e and e.xreplace({mu: 0}).doit() == sigma**2

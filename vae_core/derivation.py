@@ -53,8 +53,9 @@ class Notation(sp.Expr):
 
     is_commutative = True
 
-    def __new__(cls, tex: str, value: sp.Expr | float) -> Notation:
-        return sp.Expr.__new__(cls, sp.Symbol(tex), sp.sympify(value))
+    def __new__(cls, tex: str | sp.Symbol, value: sp.Expr | float) -> Notation:
+        label = tex if isinstance(tex, sp.Symbol) else sp.Symbol(tex)  # SymPy rebuilds it from its args
+        return sp.Expr.__new__(cls, label, sp.sympify(value))
 
     @property
     def tex(self) -> str:
@@ -103,11 +104,11 @@ class E(sp.Expr):
 
     is_commutative = True
 
-    def __new__(cls, integrand: sp.Expr, z: sp.Symbol, dist: Gaussian) -> E:
-        obj = sp.Expr.__new__(
-            cls, sp.sympify(integrand), z, sp.sympify(dist.mean), sp.sympify(dist.variance), sp.Symbol(dist.label)
-        )
-        return obj
+    def __new__(cls, integrand: sp.Expr, z: sp.Symbol, dist: Gaussian, *rebuilt: sp.Basic) -> E:
+        if rebuilt:  # SymPy rebuilds an expression from its args: (integrand, z, mean, variance, label)
+            return sp.Expr.__new__(cls, sp.sympify(integrand), z, dist, *rebuilt)
+        label = sp.Symbol(dist.label)
+        return sp.Expr.__new__(cls, sp.sympify(integrand), z, sp.sympify(dist.mean), sp.sympify(dist.variance), label)
 
     @property
     def integrand(self) -> sp.Expr:
@@ -161,7 +162,7 @@ class _Printer(LatexPrinter):
     def _print_log(self, expr: sp.log, exp: str | None = None) -> str:
         arg = expr.args[0]
         inner = self._print(arg)
-        simple = arg.is_Symbol or isinstance(arg, Notation) or (arg.is_Pow and arg.base.is_Symbol)
+        simple = arg.is_Symbol or arg.is_Integer or isinstance(arg, Notation) or (arg.is_Pow and arg.base.is_Symbol)
         body = rf"\log {inner}" if simple else rf"\log\left({inner}\right)"
         return rf"\left({body}\right)^{{{exp}}}" if exp else body
 
@@ -276,7 +277,10 @@ def _numeric(
     symbols = (a.free_symbols | b.free_symbols) - {_STANDARD}
     for _ in range(points):
         point = _sample(symbols, domain, rng)
-        x, y = (complex(sp.N(side.subs(point), 20)) for side in (a, b))
+        try:
+            x, y = (complex(sp.N(side.subs(point), 20)) for side in (a, b))
+        except TypeError:  # SymPy cannot evaluate a side to a number there (a symbolic sum, an unknown function)
+            return False, point
         if abs(x.imag) > 1e-9 or abs(y.imag) > 1e-9:
             return False, point
         x, y = x.real, y.real
