@@ -106,3 +106,10 @@ def test_notation_and_expectations_survive_being_rebuilt_by_sympy() -> None:
     assert (sigma ** Notation("x_m", z)).func(*(sigma ** Notation("x_m", z)).args) == sigma ** Notation("x_m", z)
     e = E(z**2 + mu, z, q)
     assert e.func(*e.args) == e and e.xreplace({mu: 0}).doit() == sigma**2
+
+
+def test_nested_expectations_keep_their_variables_apart() -> None:
+    z2 = sp.Symbol("z_2", real=True)
+    nested = E(E(z * z2 + z**2 + sp.exp(z2), z2, q), z, q)
+    expected = mu**2 + (mu**2 + sigma**2) + sp.exp(mu + sigma**2 / 2)
+    assert sp.simplify(nested.doit() - expected) == 0

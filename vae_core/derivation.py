@@ -91,9 +91,6 @@ class Gaussian:
         return sp.exp(-((z - self.mean) ** 2) / (2 * self.variance)) / sp.sqrt(2 * sp.pi * self.variance)
 
 
-_STANDARD = sp.Dummy("epsilon", real=True)
-
-
 def _gaussian_moment(k: int) -> sp.Integer:
     """E[ε^k] for ε ~ N(0, 1): zero for odd k, (k − 1)!! for even k."""
     return sp.Integer(0) if k % 2 else sp.factorial2(k - 1)
@@ -131,12 +128,13 @@ class E(sp.Expr):
         z, dist = self.variable, self.dist
         integrand = self.integrand.doit(**hints) if hints.get("deep", True) else self.integrand
         integrand = sp.expand(sp.expand_log(integrand, force=True))
-        standardized = sp.expand(integrand.subs(z, dist.mean + sp.sqrt(dist.variance) * _STANDARD))
-        if standardized.is_polynomial(_STANDARD):
-            poly = sp.Poly(standardized, _STANDARD)
+        eps = sp.Dummy("epsilon", real=True)  # fresh, so nested expectations never share their variable
+        standardized = sp.expand(integrand.subs(z, dist.mean + sp.sqrt(dist.variance) * eps))
+        if standardized.is_polynomial(eps):
+            poly = sp.Poly(standardized, eps)
             return sp.expand(sum(c * _gaussian_moment(m[0]) for m, c in zip(poly.monoms(), poly.coeffs(), strict=True)))
-        density = sp.exp(-(_STANDARD**2) / 2) / sp.sqrt(2 * sp.pi)
-        result = sp.integrate(standardized * density, (_STANDARD, -sp.oo, sp.oo))
+        density = sp.exp(-(eps**2) / 2) / sp.sqrt(2 * sp.pi)
+        result = sp.integrate(standardized * density, (eps, -sp.oo, sp.oo))
         return sp.simplify(result.rewrite(sp.erf)) if result.has(sp.erfc) else result
 
     def _latex(self, printer: LatexPrinter) -> str:
@@ -274,7 +272,7 @@ def _numeric(
     """Check `a relation b` at random points; return (holds, the first point where it fails)."""
     _, compare = _RELATIONS[relation]
     rng = random.Random(seed)
-    symbols = (a.free_symbols | b.free_symbols) - {_STANDARD}
+    symbols = a.free_symbols | b.free_symbols
     for _ in range(points):
         point = _sample(symbols, domain, rng)
         try:
