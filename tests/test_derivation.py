@@ -113,3 +113,18 @@ def test_nested_expectations_keep_their_variables_apart() -> None:
     nested = E(E(z * z2 + z**2 + sp.exp(z2), z2, q), z, q)
     expected = mu**2 + (mu**2 + sigma**2) + sp.exp(mu + sigma**2 / 2)
     assert sp.simplify(nested.doit() - expected) == 0
+
+
+def test_gauss_hermite_expectations_for_what_sympy_cannot_integrate() -> None:
+    z2 = sp.Symbol("z_2", real=True)
+    g = Gaussian(sp.Rational(1, 2), sp.Rational(1, 4), "q")
+    assert (
+        abs(float(E(sp.exp(z), z, g, nodes=40).doit()) - float(sp.exp(sp.Rational(1, 2) + sp.Rational(1, 8)))) < 1e-12
+    )
+    assert isinstance(E(sp.exp(z), z, q, nodes=40).doit(), E)  # stays unevaluated while mu and sigma are symbols
+    log_mean = sp.log((sp.exp(z) + sp.exp(z2)) / 2)
+    nested = E(E(log_mean, z2, g, nodes=60), z, g, nodes=60)
+    jensen = sp.log(E(E((sp.exp(z) + sp.exp(z2)) / 2, z2, g), z, g))
+    assert derive(nested, le(jensen, "Jensen")).relation == "<="
+    with pytest.raises(StepFailed, match="the wrong way"):
+        derive(nested, ge(jensen, "Jensen the wrong way"))

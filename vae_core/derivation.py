@@ -18,11 +18,13 @@ domains (positive symbols in (0.2, 3), real ones in (−2, 2), or the `domain` g
 
 from __future__ import annotations
 
+import math
 import operator
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
@@ -97,15 +99,20 @@ def _gaussian_moment(k: int) -> sp.Integer:
 
 
 class E(sp.Expr):
-    """The expectation of `integrand` over `z ~ dist`; prints as E_label[integrand], evaluates exactly."""
+    """The expectation of `integrand` over `z ~ dist`; prints as E_label[integrand], evaluates exactly.
+
+    With `nodes=n`, it is evaluated numerically instead, by an n-point Gauss–Hermite rule, once every other symbol
+    has a value: for integrands such as the log of a sum of Gaussians, which SymPy cannot integrate.
+    """
 
     is_commutative = True
 
-    def __new__(cls, integrand: sp.Expr, z: sp.Symbol, dist: Gaussian, *rebuilt: sp.Basic) -> E:
-        if rebuilt:  # SymPy rebuilds an expression from its args: (integrand, z, mean, variance, label)
+    def __new__(cls, integrand: sp.Expr, z: sp.Symbol, dist: Gaussian, *rebuilt: sp.Basic, nodes: int = 0) -> E:
+        if rebuilt:  # SymPy rebuilds an expression from its args: (integrand, z, mean, variance, label, nodes)
             return sp.Expr.__new__(cls, sp.sympify(integrand), z, dist, *rebuilt)
         label = sp.Symbol(dist.label)
-        return sp.Expr.__new__(cls, sp.sympify(integrand), z, sp.sympify(dist.mean), sp.sympify(dist.variance), label)
+        mean, variance = sp.sympify(dist.mean), sp.sympify(dist.variance)
+        return sp.Expr.__new__(cls, sp.sympify(integrand), z, mean, variance, label, sp.Integer(nodes))
 
     @property
     def integrand(self) -> sp.Expr:
@@ -120,6 +127,10 @@ class E(sp.Expr):
         return Gaussian(self.args[2], self.args[3], self.args[4].name)
 
     @property
+    def nodes(self) -> int:
+        return int(self.args[5])
+
+    @property
     def free_symbols(self) -> set[sp.Basic]:
         inner = (self.integrand.free_symbols - {self.variable}) | self.args[2].free_symbols | self.args[3].free_symbols
         return inner
@@ -127,6 +138,9 @@ class E(sp.Expr):
     def doit(self, **hints: object) -> sp.Expr:
         z, dist = self.variable, self.dist
         integrand = self.integrand.doit(**hints) if hints.get("deep", True) else self.integrand
+        if self.nodes:
+            value = self._quadrature(integrand)
+            return self.func(integrand, *self.args[1:]) if value is None else value
         integrand = sp.expand(sp.expand_log(integrand, force=True))
         eps = sp.Dummy("epsilon", real=True)  # fresh, so nested expectations never share their variable
         standardized = sp.expand(integrand.subs(z, dist.mean + sp.sqrt(dist.variance) * eps))
@@ -136,6 +150,30 @@ class E(sp.Expr):
         density = sp.exp(-(eps**2) / 2) / sp.sqrt(2 * sp.pi)
         result = sp.integrate(standardized * density, (eps, -sp.oo, sp.oo))
         return sp.simplify(result.rewrite(sp.erf)) if result.has(sp.erfc) else result
+
+    def _rule(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Gauss–Hermite points in z and their normalized weights."""
+        x, w = np.polynomial.hermite_e.hermegauss(self.nodes)  # for the weight exp(-x^2 / 2)
+        return float(self.dist.mean) + math.sqrt(float(self.dist.variance)) * x, w / w.sum()
+
+    def _quadrature(self, integrand: sp.Expr) -> sp.Float | None:
+        """The Gauss–Hermite value of the expectation, or None while another symbol is still free."""
+        z, dist = self.variable, self.dist
+        if (integrand.free_symbols - {z}) or dist.mean.free_symbols or dist.variance.free_symbols:
+            return None
+        points, weights = self._rule()
+        inner = [e for e in integrand.atoms(E) if e.nodes]
+        stand_ins = [sp.Dummy() for _ in inner]
+        columns = []
+        for e in inner:  # a nested expectation over u given z: one vectorized evaluation on the product grid
+            u_points, u_weights = e._rule()
+            f = sp.lambdify((e.variable, z), e.integrand.doit(), "numpy")
+            columns.append(
+                u_weights @ np.broadcast_to(f(u_points[:, None], points[None, :]), (len(u_points), len(points)))
+            )
+        outer = integrand.xreplace(dict(zip(inner, stand_ins, strict=True)))
+        values = sp.lambdify((z, *stand_ins), outer, "numpy")(points, *columns)
+        return sp.Float(float(weights @ np.broadcast_to(values, points.shape)), 15)
 
     def _latex(self, printer: LatexPrinter) -> str:
         return rf"\mathbb{{E}}_{{{self.args[4].name}}}\left[{printer._print(self.integrand)}\right]"
@@ -356,9 +394,10 @@ def derive(
     if kinds & {"<=", "<"} and kinds & {">=", ">"}:
         raise ValueError("a chain cannot mix ≤ and ≥: it would prove nothing about its ends")
     methods: list[str] = []
-    previous = start
+    previous, evaluated = start, _evaluate(start)
     for i, step in enumerate(steps, start=1):
-        a, b = _evaluate(previous), _evaluate(step.expr)
+        a, b = evaluated, _evaluate(step.expr)
+        evaluated = b
         if step.relation == "=":
             decided = _zero(a - b)
             if decided is True:
