@@ -356,12 +356,14 @@ class Derivation:
         return ("<" if lower else ">") if strict else ("<=" if lower else ">=")
 
     def latex(self) -> str:
-        """One `aligned` display: each step on its line, its reason in grey beneath it."""
-        rows = [tex(self.start)]
-        for i, step in enumerate(self.steps):
+        """One `aligned` display: the start on a line of its own, then each step with its reason in grey beneath it.
+
+        Steps begin at the left margin rather than after the start expression, so the display fits a phone's width.
+        """
+        rows = [rf"& {tex(self.start)}"]
+        for step in self.steps:
             symbol = _RELATIONS[step.relation][0]
-            lead = "" if i else rows.pop()
-            rows.append(rf"{lead} &{symbol} {tex(step.expr)} \\ &\qquad {{\color{{gray}}{_text(step.reason)}}}")
+            rows.append(rf"&\quad {symbol} {tex(step.expr)} \\ &\qquad\quad {{\color{{gray}}{_text(step.reason)}}}")
         body = r" \\[2pt] ".join(rows)
         if self.assumptions:
             body += rf" \\[4pt] &\text{{for }} {self.assumptions}"
