@@ -128,3 +128,13 @@ def test_gauss_hermite_expectations_for_what_sympy_cannot_integrate() -> None:
     assert derive(nested, le(jensen, "Jensen")).relation == "<="
     with pytest.raises(StepFailed, match="the wrong way"):
         derive(nested, ge(jensen, "Jensen the wrong way"))
+
+
+def test_gaussian_exponentials_in_closed_form() -> None:
+    standard = Gaussian(0, 1, "p")
+    assert sp.simplify(E(sp.exp(z**2 / 4), z, standard).doit() - sp.sqrt(2)) == 0
+    # the chi-square integral of a Gaussian posterior N(nu, s^2) against the prior N(0, 1)
+    nu, s = sp.Symbol("nu", real=True), sp.Rational(1, 2)
+    ratio = Gaussian(nu, s**2, "p").pdf(z) / standard.pdf(z)
+    expected = sp.exp(nu**2 / (2 - s**2)) / (s * sp.sqrt(2 - s**2))
+    assert sp.simplify(E(ratio**2, z, standard).doit() - expected) == 0

@@ -98,6 +98,29 @@ def _gaussian_moment(k: int) -> sp.Integer:
     return sp.Integer(0) if k % 2 else sp.factorial2(k - 1)
 
 
+def _gaussian_exponentials(expr: sp.Expr, eps: sp.Symbol) -> sp.Expr | None:
+    """E[expr] for ε ~ N(0, 1) when expr is a sum of c·exp(a ε² + b ε + d) terms, else None.
+
+    Completing the square gives E[exp(a ε² + b ε)] = exp(b² / (2 (1 − 2a))) / √(1 − 2a), which holds where the
+    integral converges, 1 − 2a > 0: the chapter states that condition (a proposal wider than half the posterior).
+    """
+    total = sp.Integer(0)
+    for term in sp.Add.make_args(sp.expand(sp.powsimp(expr, combine="exp"))):
+        coeff, rest = term.as_independent(eps, as_Add=False)
+        rest = sp.powsimp(rest, combine="exp")
+        if rest == 1:
+            total += coeff
+            continue
+        if not isinstance(rest, sp.exp):
+            return None
+        exponent = sp.expand(rest.args[0])
+        if not exponent.is_polynomial(eps) or sp.degree(exponent, eps) > 2:
+            return None
+        a, b, d = (exponent.coeff(eps, k) for k in (2, 1, 0))
+        total += coeff * sp.exp(d + b**2 / (2 * (1 - 2 * a))) / sp.sqrt(1 - 2 * a)
+    return total
+
+
 class E(sp.Expr):
     """The expectation of `integrand` over `z ~ dist`; prints as E_label[integrand], evaluates exactly.
 
@@ -147,6 +170,9 @@ class E(sp.Expr):
         if standardized.is_polynomial(eps):
             poly = sp.Poly(standardized, eps)
             return sp.expand(sum(c * _gaussian_moment(m[0]) for m, c in zip(poly.monoms(), poly.coeffs(), strict=True)))
+        closed = _gaussian_exponentials(standardized, eps)
+        if closed is not None:
+            return closed
         density = sp.exp(-(eps**2) / 2) / sp.sqrt(2 * sp.pi)
         result = sp.integrate(standardized * density, (eps, -sp.oo, sp.oo))
         return sp.simplify(result.rewrite(sp.erf)) if result.has(sp.erfc) else result
