@@ -17,7 +17,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
-    """log prod_m Bern(x_m | sigmoid(logits_m)) = sum_m x log f + (1 - x) log(1 - f), stable from logits."""
+    """log prod_m Bern(x_m | sigmoid(logits_m)) = sum_m x_m log pi_m + (1 - x_m) log(1 - pi_m), stable from logits."""
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
@@ -100,7 +100,7 @@ def loss(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Te
 
 
 def log_weights(logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, x: Tensor) -> Tensor:
-    """log w = log p(x|z) + log p(z) - log q(z|x) for samples z of shape (k, batch, z_dim), shape (k, batch).
+    """log w = log p(x|z) + log p(z) - log q(z|x) for samples z of shape (K, batch, z_dim), shape (K, batch).
 
     `logits` are the decoder's at `z` (`VAE.forward_k`); q is N(mu, diag exp(logvar)).
     """
