@@ -24,7 +24,7 @@ DTYPE = torch.float64
 
 @dataclass
 class LinearGaussian:
-    """theta = (W, b, log sigma) of z ~ N(0, I_D), x | z ~ N(W z + b, sigma^2 I_M)."""
+    """theta = (W, b, log sigma_x) of z ~ N(0, I_D), x | z ~ N(W z + b, sigma_x^2 I_M)."""
 
     W: Tensor  # (M, D)
     b: Tensor  # (M,)
@@ -128,7 +128,10 @@ def posterior(model: LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def expected_log_likelihood(model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor) -> Tensor:
-    """E_q[log p(x|z)] in closed form: -M/2 log(2 pi sigma^2) - (|x - b - W m|^2 + tr(W S W^T)) / (2 sigma^2)."""
+    """E_q[log p(x|z)] in closed form, for q = N(mu_q, Sigma_q):
+
+    -M/2 log(2 pi sigma_x^2) - (|x - b - W mu_q|^2 + tr(W Sigma_q W^T)) / (2 sigma_x^2).
+    """
     resid = x - q_mean @ model.W.T - model.b
     if q_cov.shape == q_mean.shape:
         trace = (model.W.pow(2).sum(0) * q_cov).sum(-1)
