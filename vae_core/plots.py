@@ -186,13 +186,13 @@ def sample_snapshots(snapshots: dict[str, tuple[Tensor, Tensor]], nrow: int = 8)
 def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[float, float, float]]) -> Figure:
     """Left, the aggregate posterior's mean and variance per latent dimension against the prior's 0 and 1.
 
-    Right, one stacked bar per label: the rate split into I_q (bottom) and KL(q(z) || p(z)) (top), from
+    Right, one stacked bar per label: the rate split into I_q (bottom) and KL(q̄(z) || p(z)) (top), from
     `splits[label] = (mutual_information, marginal_kl, log_n)`, with log N marked by a dashed line.
     """
     fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.6, 1]})
     dims = np.arange(mean.numel())
-    ax_m.bar(dims, variance.detach().cpu().numpy(), color="C0", alpha=0.6, label="variance of $q(z_i)$")
-    ax_m.plot(dims, mean.detach().cpu().numpy(), "o", color="C1", label="mean of $q(z_i)$")
+    ax_m.bar(dims, variance.detach().cpu().numpy(), color="C0", alpha=0.6, label="variance of $\\bar q(z_i)$")
+    ax_m.plot(dims, mean.detach().cpu().numpy(), "o", color="C1", label="mean of $\\bar q(z_i)$")
     ax_m.axhline(1.0, ls="--", color="0.3", lw=1, label="prior: variance 1")
     ax_m.axhline(0.0, ls=":", color="0.3", lw=1, label="prior: mean 0")
     ax_m.set_xticks(dims, [str(i) for i in dims.tolist()], fontsize=8)
@@ -203,7 +203,7 @@ def aggregate_posterior(mean: Tensor, variance: Tensor, splits: dict[str, tuple[
     positions = np.arange(len(splits))
     for i, (info, marginal, log_n) in enumerate(splits.values()):
         ax_s.bar(i, info, color="C2", label="$I_q(n; z)$" if i == 0 else None)
-        ax_s.bar(i, marginal, bottom=info, color="C3", label="KL$(q(z)\\,\\|\\,p(z))$" if i == 0 else None)
+        ax_s.bar(i, marginal, bottom=info, color="C3", label="KL$(\\bar q(z)\\,\\|\\,p(z))$" if i == 0 else None)
         ax_s.plot([i - 0.4, i + 0.4], [log_n, log_n], "k--", lw=1.2, label="$\\log N$" if i == 0 else None)
     ax_s.set_xticks(positions, list(splits))
     ax_s.set_ylabel("nats per image")
@@ -265,7 +265,7 @@ def _graph_edge(ax: Axes, start: Text, end: Text, backward: bool = False) -> Non
 
 
 def reparameterization_graphs() -> Figure:
-    """The computation graph from phi to f(z) without (top) and with (bottom) the reparameterization z = mu + sigma eps.
+    """The computation graph from phi to h(z) without (top) and with (bottom) the reparameterization z = mu + sigma eps.
 
     Black arrows are the forward computation, red dashed arrows the gradient that backpropagation sends back; random
     nodes are orange and dashed. Without the trick the gradient stops at the sampled z; with it, it reaches phi.
@@ -279,7 +279,7 @@ def reparameterization_graphs() -> Figure:
         phi = _graph_node(ax, (0.0, 0.0), "$\\phi$", stochastic=False)
         musig = _graph_node(ax, (1.5, 0.0), "$\\mu_\\phi, \\sigma_\\phi$", stochastic=False)
         z = _graph_node(ax, (3.2, 0.0), z_text, stochastic=not reparameterized)
-        f = _graph_node(ax, (4.8, 0.0), "$f(z)$", stochastic=False)
+        f = _graph_node(ax, (4.8, 0.0), "$h(z)$", stochastic=False)
         for a, b in ((phi, musig), (musig, z), (z, f)):
             _graph_edge(ax, a, b)
         _graph_edge(ax, f, z, backward=True)
