@@ -1,6 +1,6 @@
-"""The aggregate posterior q(z) = (1/N) sum_n q(z | x_n) against the prior, and Hoffman & Johnson's ELBO surgery.
+"""The aggregate posterior q̄(z) = (1/N) sum_n q_phi(z | x_n) against the prior, and Hoffman & Johnson's ELBO surgery.
 
-The average KL of a VAE (the rate) splits exactly as E_n KL(q(z|x_n) || p(z)) = I_q(x; z) + KL(q(z) || p(z)), where
+The average KL of a VAE (the rate) splits exactly as E_n KL(q(z|x_n) || p(z)) = I_q(n; z) + KL(q̄(z) || p(z)), where
 I_q is the mutual information between the index n of a training image and its code z, at most log N.
 """
 
@@ -24,12 +24,12 @@ def encode(model: VAE, x: Tensor, batch_size: int = 2000) -> tuple[Tensor, Tenso
 
 
 def moments(mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension mean and variance of the mixture q(z): E_n mu_n and E_n sigma_n^2 + Var_n mu_n."""
+    """Per-dimension mean and variance of the mixture q̄(z): E_n mu_n and E_n sigma_n^2 + Var_n mu_n."""
     return mu.mean(0), logvar.exp().mean(0) + mu.var(0, unbiased=False)
 
 
 def gaussian_lower_bound(mu: Tensor, logvar: Tensor) -> float:
-    """KL(N(m, S) || N(0, I)) for the mixture's mean m and full covariance S: a lower bound on KL(q(z) || p(z)).
+    """KL(N(μ̄, Σ̄) || N(0, I)) for the mixture's mean μ̄ and full covariance Σ̄: a lower bound on KL(q̄(z) || p(z)).
 
     Against a Gaussian prior, E_q[log p(z)] depends on q's first two moments only, and the Gaussian has the largest
     entropy of all distributions with covariance S, so the moment-matched Gaussian is the closest to p.
@@ -41,7 +41,7 @@ def gaussian_lower_bound(mu: Tensor, logvar: Tensor) -> float:
 
 
 def log_mixture_density(z: Tensor, mu: Tensor, logvar: Tensor, chunk: int = 256) -> Tensor:
-    """log q(z) = log (1/N) sum_n N(z | mu_n, diag sigma_n^2) at each row of `z`, exactly, in chunks of rows.
+    """log q̄(z) = log (1/N) sum_n N(z | mu_n, diag sigma_n^2) at each row of `z`, exactly, in chunks of rows.
 
     The quadratic form is one matrix product: (z - mu)^2 / sigma^2 = z^2 / sigma^2 - 2 z mu / sigma^2 + mu^2 / sigma^2.
     """
@@ -76,7 +76,7 @@ class Surgery:
 
     @property
     def marginal_kl_by_difference(self) -> float:
-        """KL(q(z) || p(z)) as the closed-form rate minus the I_q estimate: unbiased too, with I_q's standard error."""
+        """KL(q̄(z) || p(z)) as the closed-form rate minus the I_q estimate: unbiased too, with I_q's standard error."""
         return self.rate - self.mutual_information
 
 
@@ -85,11 +85,11 @@ def _mean_se(values: Tensor) -> tuple[float, float]:
 
 
 def elbo_surgery(mu: Tensor, logvar: Tensor, samples: int, generator: torch.Generator) -> Surgery:
-    """Split the rate E_n KL(q(z|x_n) || p(z)) into I_q(n; z) and KL(q(z) || p(z)) for the mixture of the N posteriors.
+    """Split the rate E_n KL(q(z|x_n) || p(z)) into I_q(n; z) and KL(q̄(z) || p(z)) for the mixture of the N posteriors.
 
-    Draw n uniformly and z ~ q(z | x_n), so z ~ q(z); then I_q = E[log q(z|x_n) - log q(z)] and
-    KL(q(z) || p) = E[log q(z) - log p(z)], with log q(z) exact over all N components. Both estimates are unbiased
-    for this mixture; each term of the first is at most log N, since q(z) >= q(z | x_n) / N.
+    Draw n uniformly and z ~ q(z | x_n), so z ~ q̄(z); then I_q = E[log q(z|x_n) - log q̄(z)] and
+    KL(q̄(z) || p) = E[log q̄(z) - log p(z)], with log q̄(z) exact over all N components. Both estimates are unbiased
+    for this mixture; each term of the first is at most log N, since q̄(z) >= q(z | x_n) / N.
     """
     index = torch.randint(0, mu.shape[0], (samples,), generator=generator)
     eps = torch.randn(samples, mu.shape[1], generator=generator, dtype=mu.dtype)
