@@ -221,6 +221,12 @@ class _Printer(LatexPrinter):
             return rf"{sign}\frac{{{abs(coeff.p)}}}{{{coeff.q}}} {self._print(rest)}"
         return super()._print_Mul(expr)
 
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        base = expr.base
+        if isinstance(base, Notation) and any(mark in base.tex for mark in (r"\frac", "^", r"\|")):
+            return rf"\left({base.tex}\right)^{{{self._print(expr.exp)}}}"
+        return super()._print_Pow(expr)
+
     def _print_log(self, expr: sp.log, exp: str | None = None) -> str:
         arg = expr.args[0]
         inner = self._print(arg)

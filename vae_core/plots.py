@@ -143,7 +143,7 @@ def gaussian_ellipse(ax: Axes, mean: Tensor, cov: Tensor, n_std: float = 1.0, **
 def prior_samples_over_posterior(
     z: Tensor, log_w: Tensor, post_mean: Tensor, post_cov: Tensor, ax: Axes | None = None
 ) -> Axes:
-    """2-D prior samples z_n, coloured by their share w_n / sum w of the naive weights, over the posterior's ellipses.
+    """2-D prior samples z_k, coloured by their share w_k / sum w of the naive weights, over the posterior's ellipses.
 
     The solid ellipses are the posterior's 1, 2 and 3 standard-deviation contours, the dashed circles the prior's.
     """
@@ -169,7 +169,7 @@ def prior_samples_over_posterior(
     ax.set_aspect("equal")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
-    ax.figure.colorbar(scatter, ax=ax, label="share of the total weight, $w_n / (w_1 + \\dots + w_N)$", shrink=0.8)
+    ax.figure.colorbar(scatter, ax=ax, label="share of the total weight, $w_k / (w_1 + \\dots + w_K)$", shrink=0.8)
     return ax
 
 

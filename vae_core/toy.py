@@ -1,10 +1,10 @@
 """A linear-Gaussian latent model where p(x), p(z|x), the ELBO and its gap are all exact.
 
-    z ~ N(0, I_D),    x | z ~ N(W z + b, sigma^2 I_M)
-    p(x) = N(b, W W^T + sigma^2 I_M),    p(z|x) = N(mu_post, Sigma_post) with
-    Sigma_post = (I + W^T W / sigma^2)^-1,    mu_post = Sigma_post W^T (x - b) / sigma^2.
+    z ~ N(0, I_D),    x | z ~ N(W z + b, sigma_x^2 I_M)
+    p(x) = N(b, W W^T + sigma_x^2 I_M),    p(z|x) = N(mu_post, Sigma_post) with
+    Sigma_post = (I + W^T W / sigma_x^2)^-1,    mu_post = Sigma_post W^T (x - b) / sigma_x^2.
 
-Everything is float64 torch and differentiable in theta = (W, b, log sigma) and in the parameters of q.
+Everything is float64 torch and differentiable in theta = (W, b, log sigma_x) and in the parameters of q.
 A Gaussian `cov` argument is either the variances of a diagonal covariance (exactly the shape of its mean)
 or a full covariance matrix (the mean's shape plus a trailing D, or (D, D) shared by a batch of means).
 """
@@ -99,7 +99,7 @@ def log_prior(z: Tensor) -> Tensor:
 
 
 def log_likelihood(model: LinearGaussian, x: Tensor, z: Tensor) -> Tensor:
-    """log p(x|z) = log N(x | W z + b, sigma^2 I)."""
+    """log p(x|z) = log N(x | W z + b, sigma_x^2 I)."""
     resid = x - z @ model.W.T - model.b
     return -0.5 * (model.data_dim * (LOG_2PI + 2.0 * model.log_sigma) + resid.pow(2).sum(-1) / model.sigma**2)
 
@@ -110,12 +110,12 @@ def log_joint(model: LinearGaussian, x: Tensor, z: Tensor) -> Tensor:
 
 
 def marginal_cov(model: LinearGaussian) -> Tensor:
-    """W W^T + sigma^2 I_M, the covariance of p(x)."""
+    """W W^T + sigma_x^2 I_M, the covariance of p(x)."""
     return model.W @ model.W.T + model.sigma**2 * torch.eye(model.data_dim, dtype=model.W.dtype)
 
 
 def log_marginal(model: LinearGaussian, x: Tensor) -> Tensor:
-    """Exact log p(x) = log N(x | b, W W^T + sigma^2 I)."""
+    """Exact log p(x) = log N(x | b, W W^T + sigma_x^2 I)."""
     return gaussian_log_density(x, model.b, marginal_cov(model))
 
 
@@ -170,14 +170,14 @@ def kl_to_posterior(model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Ten
 
 
 def sample(model: LinearGaussian, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Ancestral sampling: (z, x) with z ~ N(0, I) and x ~ N(W z + b, sigma^2 I), shapes (n, D) and (n, M)."""
+    """Ancestral sampling: (z, x) with z ~ N(0, I) and x ~ N(W z + b, sigma_x^2 I), shapes (n, D) and (n, M)."""
     z = torch.randn(n, model.latent_dim, generator=generator, dtype=model.W.dtype)
     noise = torch.randn(n, model.data_dim, generator=generator, dtype=model.W.dtype)
     return z, z @ model.W.T + model.b + model.sigma * noise
 
 
 def naive_log_weights(model: LinearGaussian, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """log p(x|z_n) for z_n ~ p(z), n = 1..N: the terms of the naive Monte-Carlo estimator."""
+    """log p(x|z_k) for z_k ~ p(z), k = 1..K: the terms of the naive Monte-Carlo estimator."""
     z = torch.randn(n, model.latent_dim, generator=generator, dtype=model.W.dtype)
     return log_likelihood(model, x, z)
 
@@ -185,7 +185,7 @@ def naive_log_weights(model: LinearGaussian, x: Tensor, n: int, generator: torch
 def importance_log_weights(
     model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """log p(x, z_n) - log q(z_n) for z_n ~ q: the terms of the importance-sampling estimator."""
+    """log p(x, z_k) - log q(z_k) for z_k ~ q: the terms of the importance-sampling estimator."""
     z = sample_gaussian(q_mean, q_cov, n, generator)
     return log_joint(model, x, z) - gaussian_log_density(z, q_mean, q_cov)
 
@@ -196,14 +196,14 @@ def log_mean_exp(log_w: Tensor, dim: int = -1) -> Tensor:
 
 
 def naive_mc(model: LinearGaussian, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """log (1/N) sum_n p(x|z_n) with z_n ~ p(z), an estimate of log p(x)."""
+    """log (1/K) sum_k p(x|z_k) with z_k ~ p(z), an estimate of log p(x)."""
     return log_mean_exp(naive_log_weights(model, x, n, generator))
 
 
 def importance_sampling(
     model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """log (1/N) sum_n p(x, z_n) / q(z_n) with z_n ~ q, an estimate of log p(x)."""
+    """log (1/K) sum_k p(x, z_k) / q(z_k) with z_k ~ q, an estimate of log p(x)."""
     return log_mean_exp(importance_log_weights(model, x, q_mean, q_cov, n, generator))
 
 
