@@ -226,3 +226,27 @@ def test_affine_encoder_optimal_outputs_the_best_diagonal_q(model: toy.LinearGau
     # at the optimum, the summed ELBO has zero gradient in phi
     grads = torch.autograd.grad(toy.elbo(model, x, mean, var).sum(), encoder.parameters())
     assert max(g.abs().max().item() for g in grads) < 1e-10
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_m_step_maximizes_the_summed_elbo_in_theta(model: toy.LinearGaussian, gen: torch.Generator, full: bool) -> None:
+    """The summed ELBO's gradient in theta vanishes at m_step, and moving any parameter away from it lowers the ELBO."""
+    _, x = toy.sample(model, 20, gen)
+    q = [random_q(3, gen, full) for _ in range(20)]
+    mean, cov = torch.stack([m for m, _ in q]), torch.stack([c for _, c in q])
+    best = toy.m_step(x, mean, cov)
+    theta = [p.clone().requires_grad_() for p in best.parameters()]
+    value = toy.elbo(toy.LinearGaussian(*theta), x, mean, cov).sum()
+    grads = torch.autograd.grad(value, theta)
+    assert max(g.abs().max().item() for g in grads) < 1e-9
+    for _ in range(5):
+        moved = [p + 0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in best.parameters()]
+        assert toy.elbo(toy.LinearGaussian(*moved), x, mean, cov).sum() < value
+
+
+def test_m_step_after_an_exact_e_step_raises_log_p(model: toy.LinearGaussian, gen: torch.Generator) -> None:
+    """Classical EM: q = p_theta(z|x), then the M-step; log p(X) cannot fall, and rises from a poor start."""
+    _, x = toy.sample(model, 30, gen)
+    start = toy.LinearGaussian.random(3, 5, gen, sigma=1.5)
+    after = toy.m_step(x, *toy.posterior(start, x))
+    assert toy.log_marginal(after, x).sum() > toy.log_marginal(start, x).sum() + 1.0

@@ -163,6 +163,28 @@ def elbo(model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor) -> Ten
     return expected_log_likelihood(model, x, q_mean, q_cov) - kl_to_prior(q_mean, q_cov)
 
 
+def m_step(x: Tensor, q_mean: Tensor, q_cov: Tensor) -> LinearGaussian:
+    """The exact M-step: the theta = (W, b, log sigma_x) that maximizes sum_n ELBO(x_n) with every q(z|x_n) held fixed.
+
+    x is (N, M); q_mean (N, D); q_cov the variances (N, D) or covariances (N, D, D) or (D, D). With z' = (z, 1) and
+    W' = (W, b), the summed ELBO is a least-squares fit of x_n by W' z' under q, so
+    W' = (sum_n x_n E_q[z'_n]^T) (sum_n E_q[z'_n z'_n^T])^-1 and sigma_x^2 is the mean expected squared residual.
+    With q(z|x_n) = p_theta(z|x_n) this is the M-step of classical EM (factor analysis with one noise variance).
+    """
+    n, data_dim = x.shape
+    latent_dim = q_mean.shape[-1]
+    cov = full_cov(q_mean, q_cov).expand(n, latent_dim, latent_dim)
+    mean1 = torch.cat([q_mean, torch.ones(n, 1, dtype=q_mean.dtype)], dim=1)  # E_q[z'_n]
+    second = mean1.T @ mean1  # sum_n E_q[z'_n z'_n^T] = sum_n (E z' E z'^T + Cov z')
+    second[:latent_dim, :latent_dim] += cov.sum(0)
+    W1 = torch.linalg.solve(second, mean1.T @ x).T  # (M, D + 1); `second` is symmetric
+    W, b = W1[:, :latent_dim], W1[:, latent_dim]
+    resid = x - q_mean @ W.T - b
+    trace = (W @ cov @ W.T).diagonal(dim1=-2, dim2=-1).sum(-1)  # E_q|x - W z - b|^2 = |resid|^2 + tr(W Cov W^T)
+    variance = (resid.pow(2).sum(-1) + trace).sum() / (n * data_dim)
+    return LinearGaussian(W, b, 0.5 * variance.log())
+
+
 def kl_to_posterior(model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor) -> Tensor:
     """Exact KL(q(z|x) || p(z|x)), the gap log p(x) - ELBO."""
     post_mean, post_cov = posterior(model, x)
