@@ -58,6 +58,12 @@ def without_seconds(history: History | list[dict]) -> list[dict]:
 
 
 def toc_pages() -> list[str]:
-    """Page names (`book/q1_3_kl`) in `_toc.yml` order: the root, then every chapter."""
+    """Page names (`book/q1_3_kl`) in `_toc.yml` order: the root, then every chapter of every part."""
+    return [page for _, pages in toc_parts() for page in pages]
+
+
+def toc_parts() -> list[tuple[str, list[str]]]:
+    """`_toc.yml` as (caption, page names) pairs: the root alone under caption "", then each part."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"], *(entry["file"] for entry in toc.get("chapters", []))]
+    parts = toc.get("parts") or [{"caption": "", "chapters": toc.get("chapters", [])}]
+    return [("", [toc["root"]])] + [(part["caption"], [entry["file"] for entry in part["chapters"]]) for part in parts]

@@ -14,7 +14,7 @@ import jupytext
 import nbformat
 import pytest
 import yaml
-from helpers import toc_pages
+from helpers import toc_pages, toc_parts
 
 from vae_core.recap import HEADING
 
@@ -70,14 +70,17 @@ def test_every_page_is_in_the_toc() -> None:
 
 
 def test_toc_order() -> None:
-    """intro, the questions 1.1 … 1.9 in order, then the rest (reproducibility, references)."""
-    files = toc_pages()
-    assert files[0] == "book/intro"
-    questions = [f for f in files if Path(f).name.startswith("q1_")]
-    assert questions == sorted(questions, key=lambda f: int(Path(f).name.split("_")[1]))
-    assert files[1 : 1 + len(questions)] == questions
-    tail = files[1 + len(questions) :]
-    assert tail[-1:] == ["book/references"], tail
+    """intro; "The assignment": 1.1 … 1.9 in order, 1.9's appendix right after 1.9; "Beyond the assignment"; then
+    "Reference", ending with the references."""
+    parts = dict(toc_parts())
+    assert list(parts) == ["", "The assignment", "Beyond the assignment", "Reference"], list(parts)
+    assert parts[""] == ["book/intro"]
+    assignment = parts["The assignment"]
+    numbers = [int(Path(f).name.split("_")[1]) for f in assignment]
+    assert numbers == list(range(1, 10)) + [9], assignment
+    assert assignment[-2:] == ["book/q1_9_training", "book/q1_9_appendix"], assignment
+    assert "book/long_runs" in parts["Beyond the assignment"]
+    assert parts["Reference"][-1] == "book/references", parts["Reference"]
 
 
 def test_paired_sources_are_excluded_from_sphinx() -> None:
