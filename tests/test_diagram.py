@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-from torch import nn  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+from matplotlib.patches import FancyBboxPatch
+from torch import nn
 
-from vae_core.diagram import layer_widths, model_diagram  # noqa: E402
-from vae_core.model import VAE, VAEConfig  # noqa: E402
+from vae_core.diagram import layer_widths, model_diagram
+from vae_core.model import VAE, VAEConfig
 
 
 @pytest.fixture(autouse=True)

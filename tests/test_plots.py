@@ -6,13 +6,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-from vae_core.model import VAE, VAEConfig  # noqa: E402
-from vae_core.plots import (  # noqa: E402
+from vae_core.model import VAE, VAEConfig
+from vae_core.plots import (
     elbo_curves,
     gaussian_ellipse,
     iw_curve,

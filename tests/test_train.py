@@ -300,7 +300,7 @@ def test_zero_epochs_returns_empty_history(train_x):
 # --- the loop before its restructuring, kept as the reference ------------------------------------------------------
 
 
-def reference_epoch(model, optimizer, x, config, generator, first_step, total_steps, dynamic):  # noqa: ANN001, ANN201
+def reference_epoch(model, optimizer, x, config, generator, first_step, total_steps, dynamic):
     """train_epoch as of commit 52e071c, less its NaN check (the same arithmetic, the same random stream)."""
     model.train()
     n = x.shape[0]

@@ -39,7 +39,7 @@ def assert_close_models(a: VAE, b: VAE, rtol: float = 1e-4, atol: float = 1e-5) 
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
 
 
-def assert_close_stats(a, b, rel: float = 1e-4) -> None:  # noqa: ANN001
+def assert_close_stats(a, b, rel: float = 1e-4) -> None:
     assert a.bound == pytest.approx(b.bound, rel=rel), "bound"
     for name in ("elbo", "reconstruction", "kl"):
         assert getattr(a.terms, name) == pytest.approx(getattr(b.terms, name), rel=rel), name
@@ -74,7 +74,7 @@ def test_captured_steps_equal_eager_steps(case):
 
 
 def test_a_failed_capture_warns_and_trains_eagerly(monkeypatch):
-    def refuse(self, generator):  # noqa: ANN001, ANN202
+    def refuse(self, generator):
         raise RuntimeError("no graph-safe generators here")
 
     monkeypatch.setattr(torch.cuda.CUDAGraph, "register_generator_state", refuse)
@@ -102,7 +102,7 @@ def test_fit_with_and_without_capture_agree_and_resume(tmp_path):
         assert ra.lr == rb.lr
     assert_close_models(a, b)
 
-    def stop_after_two(epoch, model, history):  # noqa: ANN001, ANN202
+    def stop_after_two(epoch, model, history):
         if epoch == 2:
             raise KeyboardInterrupt
 
@@ -114,7 +114,7 @@ def test_fit_with_and_without_capture_agree_and_resume(tmp_path):
     assert_close_models(resumed, a, rtol=1e-5)
 
 
-def count_syncs(fn) -> int:  # noqa: ANN001
+def count_syncs(fn) -> int:
     """How many synchronizing CUDA calls `fn()` makes (torch's sync debug mode, set to warn)."""
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
