@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The GPU checks of the training loop, as one script for the lent GPU machine (see ../shared/gpu/README.md):
-#   source .gpu/env.sh && bash scripts/gpu_check.sh
+# The GPU checks of the training loop, as one script for a machine with a CUDA GPU and the data (VAE_DATA_MIRROR or
+# VAE_DATA_DIR, as in the README):
+#   PY=.venv/bin/python bash scripts/gpu_check.sh
 # Steps, each under its own `timeout`, each logged; a failed or timed-out step does not stop the next one:
 #   1. the CUDA tests (tests/test_train_cuda.py: captured steps against eager ones, no per-batch host sync);
 #   2. benchmarks/bench.py --device cuda --old-loop: eager and captured steps, the matmul ceiling, the old loop;
 #   3. chapter 1.9's training command, a few epochs, with CUDA-graph capture on and off (per-epoch seconds);
 #   4. evaluate --iw-samples 5000 on the 10 000 test images with the model from step 3.
-# Results go to $OUT (the device tool's folder; /tmp/gpu-check elsewhere): summary.txt and 7 other files at most.
-# The step limits add up to 570 s: run it with the device tool's timeout_s=600 and carry [".gpu"].
+# Results go to $OUT (default: $TMPDIR/gpu-check): summary.txt and 7 other files at most.
+# The step limits add up to 570 s, so the whole script ends within ten minutes.
 # Without CUDA the CUDA tests skip and the benchmark is skipped; TINY=1 shrinks steps 3-4 to a CPU smoke run.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
