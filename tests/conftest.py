@@ -13,3 +13,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+BROWSER_TESTS = {"test_browser.py", "test_pdf.py"}  # they drive Chromium over the built book
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need the built book and Chromium `browser`, so `-m "not browser"` runs the unit tests."""
+    for item in items:
+        if item.path.name in BROWSER_TESTS:
+            item.add_marker(pytest.mark.browser)
