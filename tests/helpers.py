@@ -3,9 +3,13 @@ comparisons, and the pages of the table of contents."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +71,23 @@ def toc_parts() -> list[tuple[str, list[str]]]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     parts = toc.get("parts") or [{"caption": "", "chapters": toc.get("chapters", [])}]
     return [("", [toc["root"]])] + [(part["caption"], [entry["file"] for entry in part["chapters"]]) for part in parts]
+
+
+@contextlib.contextmanager
+def holding(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process that holds `folder`'s run lock (vae_core.lock) until the block ends."""
+    code = (
+        "import sys; from pathlib import Path; from vae_core.lock import exclusive_folder\n"
+        "with exclusive_folder(Path(sys.argv[1]), 'holder'):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=30)

@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 import torch
-from helpers import amat, assert_same_weights, dead_url, files_under, idx_gz, without_seconds
+from helpers import amat, assert_same_weights, dead_url, files_under, holding, idx_gz, without_seconds
 
 from vae_core import cli, data
 from vae_core.checkpoint import load_checkpoint, load_model
@@ -88,7 +88,13 @@ def fails(capsys, argv: list[str], message: str) -> str:
 
 def test_train_writes_all_outputs(world):
     run = world / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "history.json", "model", "provenance.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".lock",
+        "checkpoint.pt",
+        "history.json",
+        "model",
+        "provenance.json",
+    ]
     assert sorted(p.name for p in (run / "model").iterdir()) == ["config.json", "model.safetensors"]
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
@@ -371,3 +377,12 @@ def test_module_help_in_a_subprocess():
     assert done.stdout.startswith("usage: python -m vae_core")
     for command in ("download", "train", "evaluate", "sample"):
         assert command in done.stdout
+
+
+def test_a_second_train_on_a_held_folder_fails_naming_the_other_run(world, tmp_path, capsys):
+    out = tmp_path / "busy"
+    with holding(out) as holder:
+        err = fails(capsys, [*TRAIN, "--out", str(out)], f"{out} is in use by another run")
+        assert f"process {holder.pid}" in err and "--out" in err
+    assert not (out / "checkpoint.pt").exists(), "the refused run wrote nothing"
+    assert cli.main([*TRAIN, "--out", str(out)]) == 0, "once the holder has exited the folder is free"

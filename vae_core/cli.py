@@ -17,6 +17,7 @@ from vae_core import data
 from vae_core.checkpoint import CheckpointError, load_model, save_shareable
 from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from vae_core.io import atomic_write, atomic_write_text
+from vae_core.lock import FolderLocked, exclusive_folder
 from vae_core.losses import nats_to_bits_per_dim
 from vae_core.model import ACTIVATIONS, VAE, VAEConfig
 from vae_core.repro import make_deterministic, pick_device, seed_everything
@@ -145,32 +146,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     make_deterministic(args.threads if args.threads else 2)
     seed_everything(args.seed)
-    train, valid = data.load(args.dataset, "train", device), data.load(args.dataset, "valid", device)
-    model = VAE(model_config).to(device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tic = time.perf_counter()
-    history = fit(
-        model,
-        train,
-        valid,
-        config,
-        checkpoint=args.out / "checkpoint.pt",
-        resume=args.resume,
-        progress=not args.no_progress,
-        cuda_graph=not args.no_cuda_graph,
-    )
-    seconds = time.perf_counter() - tic
-    atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")
-    record = {
-        "dataset": args.dataset,
-        "model_config": model_config.to_dict(),
-        "train_config": asdict(config),
-        **provenance(args, device, seconds),
-    }
-    if config.keep_best and history.records:
-        record["selected_epoch"] = max(history.records, key=lambda r: r.valid.elbo).epoch
-    save_shareable(args.out / "model", model.cpu(), {"provenance": record})
-    atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
+    with exclusive_folder(args.out, "python -m vae_core " + shlex.join(args.argv)):  # one run per --out
+        train, valid = data.load(args.dataset, "train", device), data.load(args.dataset, "valid", device)
+        model = VAE(model_config).to(device)
+        tic = time.perf_counter()
+        history = fit(
+            model,
+            train,
+            valid,
+            config,
+            checkpoint=args.out / "checkpoint.pt",
+            resume=args.resume,
+            progress=not args.no_progress,
+            cuda_graph=not args.no_cuda_graph,
+        )
+        seconds = time.perf_counter() - tic
+        atomic_write_text(args.out / "history.json", json.dumps(history.to_list(), indent=1) + "\n")
+        record = {
+            "dataset": args.dataset,
+            "model_config": model_config.to_dict(),
+            "train_config": asdict(config),
+            **provenance(args, device, seconds),
+        }
+        if config.keep_best and history.records:
+            record["selected_epoch"] = max(history.records, key=lambda r: r.valid.elbo).epoch
+        save_shareable(args.out / "model", model.cpu(), {"provenance": record})
+        atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
     last = history.records[-1] if history.records else None
     if last is not None:
         print(f"epoch {last.epoch}: train ELBO {last.train.elbo:.2f}, validation ELBO {last.valid.elbo:.2f} nats")
@@ -239,7 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # the provenance records this command, also when main() is called in-process
     try:
         return COMMANDS[args.command](args)
-    except (data.DataError, CheckpointError, TrainingError, ValueError, OSError) as err:  # OSError: a bad --out
+    except (
+        data.DataError,
+        CheckpointError,
+        TrainingError,
+        FolderLocked,
+        ValueError,
+        OSError,
+    ) as err:  # OSError: a bad --out
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
