@@ -1,11 +1,12 @@
-"""The model in one picture: the VAE's layers, drawn from the widths of an actual `VAE`'s linear layers."""
+"""The model in pictures: the graphical model z -> x as a plate diagram, and the VAE's layers, drawn from the widths
+of an actual `VAE`'s linear layers."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyBboxPatch
+from matplotlib.patches import Circle, FancyBboxPatch
 from torch import nn
 
 from vae_core.model import VAE
@@ -105,6 +106,54 @@ def model_diagram(model: VAE) -> Figure:
     ax.set_xlim(-0.7, x + 0.7)
     ax.set_ylim(-1.35, top + 0.3)
     ax.set_aspect("auto")
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def plate_diagram() -> Figure:
+    """The graphical model z -> x inside a plate repeated N times, with theta outside and the encoder's dashed arrow.
+
+    The latent z is an open circle, the observed x a shaded one; the decoder's parameters theta (a dot outside the
+    plate) point into x; the dashed arrow from x back to z is the inference model q_phi(z | x), its parameters phi
+    (a dot outside the plate, on the other side) shared by every image.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    radius, z_xy, x_xy = 0.42, (3.0, 3.0), (3.0, 1.0)
+    ax.add_patch(
+        FancyBboxPatch(
+            (0.95, 0.2), 3.35, 3.55, boxstyle="round,pad=0,rounding_size=0.12", fill=False, edgecolor=INK, lw=1.2
+        )
+    )
+    ax.text(4.18, 0.3, "$N$", ha="right", va="bottom", fontsize=14, color=INK)
+    for xy, face, name in ((z_xy, "white", "$z$"), (x_xy, "#bbbbbb", "$x$")):
+        ax.add_patch(Circle(xy, radius, facecolor=face, edgecolor=INK, lw=1.5, zorder=2))
+        ax.text(*xy, name, ha="center", va="center", fontsize=18, color=INK, zorder=3)
+    solid = {"arrowstyle": "-|>", "color": INK, "lw": 1.5, "mutation_scale": 16}
+    dashed = solid | {"color": ENCODER, "linestyle": "--"}
+    ax.annotate("", xy=(x_xy[0], x_xy[1] + radius), xytext=(z_xy[0], z_xy[1] - radius), arrowprops=solid)
+    ax.text(3.1, 2.0, "$p_\\theta(x \\mid z)$", ha="left", va="center", fontsize=12, color=INK)
+    ax.text(z_xy[0] + radius + 0.1, z_xy[1] + 0.2, "$p(z)$", ha="left", va="bottom", fontsize=12, color=INK)
+    # the decoder's parameters, outside the plate: one theta for every image
+    theta = (5.3, 1.0)
+    ax.plot(*theta, "o", color=INK, markersize=7)
+    ax.text(theta[0], theta[1] + 0.2, "$\\theta$", ha="center", va="bottom", fontsize=16, color=INK)
+    ax.annotate("", xy=(x_xy[0] + radius, x_xy[1]), xytext=(theta[0] - 0.1, theta[1]), arrowprops=solid)
+    # inference: x back to z, dashed, with the encoder's parameters phi outside the plate
+    ax.annotate(
+        "",
+        xy=(z_xy[0] - radius * 0.8, z_xy[1] - radius * 0.6),
+        xytext=(x_xy[0] - radius * 0.8, x_xy[1] + radius * 0.6),
+        arrowprops=dashed | {"connectionstyle": "arc3,rad=-0.45"},
+    )
+    ax.text(2.15, 2.0, "$q_\\phi(z \\mid x)$", ha="right", va="center", fontsize=12, color=ENCODER)
+    phi = (0.3, 3.0)
+    ax.plot(*phi, "o", color=ENCODER, markersize=7)
+    ax.text(phi[0], phi[1] + 0.2, "$\\phi$", ha="center", va="bottom", fontsize=16, color=ENCODER)
+    ax.annotate("", xy=(z_xy[0] - radius, z_xy[1]), xytext=(phi[0] + 0.1, phi[1]), arrowprops=dashed)
+    ax.set_xlim(0.0, 5.7)
+    ax.set_ylim(0.0, 4.0)
+    ax.set_aspect("equal")
     ax.set_axis_off()
     fig.tight_layout()
     return fig
