@@ -1,6 +1,6 @@
 """Training and evaluation throughput of vae_core against the canonical DataLoader loop, in one process, side by side.
 
-Run from the repository root:  .venv/bin/python benchmarks/bench.py [--device cuda] [--quick] [--old-loop]
+Run from the repository root:  .venv/bin/python benchmarks/bench.py [--device cuda] [--quick] [--baseline DIR]
 
 Every number of one table comes from the same run: the loops are interleaved repetition by repetition and each
 figure is a median, so what compares is the ratio, not seconds across runs (the machine may be shared and noisy).
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
+import functools
+import importlib
 import json
 import platform
 import statistics
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +38,7 @@ from vae_core.data import Split
 from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
 from vae_core.model import VAE, VAEConfig
 from vae_core.repro import make_deterministic
-from vae_core.train import CapturedEpoch, TrainConfig, TrainState, fit, make_optimizer
+from vae_core.train import TrainConfig, TrainState, fit, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,9 +191,11 @@ CAPTURED_STEPS = 20
 def captured_step(init: VAE, batch: int, device: torch.device) -> Callable[[], None]:
     """An epoch of CAPTURED_STEPS full batches replayed from the CUDA graph (CapturedEpoch), per step: the replays,
     and the epoch's own work (its shuffle, schedule and one read of the statistics) shared out over its steps."""
+    from vae_core.cuda_graph import CapturedEpoch  # CUDA only: the CPU benchmark runs on checkouts without it
+
     x = synthetic_mnist(CAPTURED_STEPS * batch, seed=3, device=device)
     config = TrainConfig(epochs=10**6, batch_size=batch)
-    state = TrainState.create(copy.deepcopy(init), config, len(x), lr_tensor=True)
+    state = TrainState.create(copy.deepcopy(init), config, len(x))
     run = CapturedEpoch(state, Split(x))
     run()  # the warm-up steps and the capture
     return run  # one epoch a call; bench_training divides its time by CAPTURED_STEPS
@@ -298,48 +302,55 @@ def bench_training(hidden: tuple[int, ...], batch: int, args: argparse.Namespace
     }
 
 
-def load_reference_fit() -> Callable:
-    """The training loop as it stood before train_step and TrainState, kept in tests/test_train.py as the reference.
+@functools.cache
+def load_baseline(root: Path) -> ModuleType:
+    """`vae_core.train` of another copy of the package, the folder `vae_core` under `root` (for instance an earlier
+    commit's: `git archive COMMIT vae_core | tar -x -C root`), imported beside this one and set aside."""
+    ours = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "vae_core"}
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("vae_core.train")
+    finally:
+        sys.path.remove(str(root))
+        for name in [name for name in sys.modules if name.split(".")[0] == "vae_core"]:
+            del sys.modules[name]
+        sys.modules.update(ours)
 
-    That module imports the tests' `helpers`, which is loaded first under its name.
-    """
-    for name in ("helpers", "test_train"):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules.setdefault(name, module)
-        spec.loader.exec_module(module)
-    return module.reference_fit
 
-
-def bench_old_loop(hidden: tuple[int, ...], batch: int, args: argparse.Namespace, device: torch.device) -> dict:
-    """One epoch of the loop before its restructuring against one of `fit` as it is, interleaved, same data and
+def bench_baseline(hidden: tuple[int, ...], batch: int, args: argparse.Namespace, device: torch.device) -> dict:
+    """One epoch of the baseline's `fit` against one of `fit` here, interleaved (in turn first), same model, data and
     settings; and whether the two give the same history and weights bit for bit."""
-    reference_fit = load_reference_fit()
+    base = load_baseline(Path(args.baseline))
     x = synthetic_mnist(args.samples, seed=1, device=device)
-    config = TrainConfig(epochs=1, batch_size=batch)
     torch.manual_seed(0)
     init = VAE(VAEConfig(hidden=hidden)).to(device)
-    old_model, new_model = copy.deepcopy(init), copy.deepcopy(init)
-    old_rows = reference_fit(old_model, x, None, config)
-    new_rows = fit(new_model, x, None, config, progress=False).to_list()
-    identical = [{k: v for k, v in r.items() if k != "seconds"} for r in new_rows] == old_rows and all(
-        torch.equal(a, b) for a, b in zip(old_model.state_dict().values(), new_model.state_dict().values(), strict=True)
+    fits = {"baseline": (base.fit, base.TrainConfig), "ours": (fit, TrainConfig)}
+
+    def one_epoch(name: str) -> tuple[VAE, list[dict]]:
+        model, (fit_fn, config) = copy.deepcopy(init), fits[name]
+        rows = fit_fn(model, x, None, config(epochs=1, batch_size=batch), progress=False).to_list()
+        return model, [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    (theirs, their_rows), (ours, our_rows) = one_epoch("baseline"), one_epoch("ours")  # untimed: warm-up, comparison
+    identical = their_rows == our_rows and all(
+        torch.equal(u, v) for u, v in zip(theirs.state_dict().values(), ours.state_dict().values(), strict=True)
     )
-    old_s, new_s = [], []
-    for _ in range(args.reps):
-        old_model, new_model = copy.deepcopy(init), copy.deepcopy(init)
-        old_s.append(timed(lambda m=old_model: reference_fit(m, x, None, config), device))
-        new_s.append(timed(lambda m=new_model: fit(m, x, None, config, progress=False), device))
+    seconds: dict[str, list[float]] = {name: [] for name in fits}
+    for rep in range(args.reps):
+        for name in list(fits)[:: 1 if rep % 2 == 0 else -1]:
+            seconds[name].append(timed(lambda name=name: one_epoch(name), device))
+    paired = [o / t for o, t in zip(seconds["ours"], seconds["baseline"], strict=True)]
     return {
+        "baseline": str(args.baseline),
         "hidden": list(hidden),
         "batch": batch,
         "samples_per_epoch": args.samples,
         "reps": args.reps,
-        "old_epoch_s": statistics.median(old_s),
-        "new_epoch_s": statistics.median(new_s),
-        "new_over_old_time": statistics.median(new_s) / statistics.median(old_s),
+        "baseline_epoch_s": statistics.median(seconds["baseline"]),
+        "ours_epoch_s": statistics.median(seconds["ours"]),
+        "ours_over_baseline_time": statistics.median(paired),
         "bit_identical": identical,
-        "raw_seconds": {"old": old_s, "new": new_s},
+        "raw_seconds": seconds,
     }
 
 
@@ -392,22 +403,21 @@ def architecture(row: dict) -> str:
     return "784-" + "-".join(map(str, row["hidden"])) + "-20"
 
 
-def print_old_loop(rows: list[dict]) -> None:
+def print_baseline(rows: list[dict]) -> None:
     if not rows:
         return
-    print("\nThe loop before train_step/TrainState (old) against fit now (new): one epoch, median seconds")
-    print(f"{'model':<16}{'batch':>6}{'old s':>9}{'new s':>9}{'new/old':>9}  bit-identical")
+    print(f"\nfit of the baseline ({rows[0]['baseline']}) against fit here: one epoch, median seconds")
+    print(f"{'model':<16}{'batch':>6}{'baseline':>10}{'ours':>9}{'ours/baseline':>15}  bit-identical")
     for r in rows:
-        model = architecture(r)
         print(
-            f"{model:<16}{r['batch']:>6}{r['old_epoch_s']:>9.3f}{r['new_epoch_s']:>9.3f}"
-            f"{r['new_over_old_time']:>9.3f}  {r['bit_identical']}"
+            f"{architecture(r):<16}{r['batch']:>6}{r['baseline_epoch_s']:>10.3f}{r['ours_epoch_s']:>9.3f}"
+            f"{r['ours_over_baseline_time']:>15.3f}  {r['bit_identical']}"
         )
 
 
 def print_tables(result: dict) -> None:
     print(f"\n{result['device']}, torch {result['torch']}, {result['threads']} threads, {result['date']}")
-    print_old_loop(result.get("old_loop", []))
+    print_baseline(result.get("baseline", []))
     if "training" not in result:
         return
     print("\nTraining, one epoch of synthetic binary MNIST-shaped data (samples/s; GFLOP/s counted from layer shapes)")
@@ -485,8 +495,8 @@ def main() -> None:
     parser.add_argument("--iw-reps", type=int, default=3)
     parser.add_argument("--ceiling-seconds", type=float, default=0.5, help="time per ceiling measurement")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few samples, one repetition")
-    parser.add_argument("--old-loop", action="store_true", help="also time the loop before train_step against fit")
-    parser.add_argument("--only-old-loop", action="store_true", help="time only that comparison")
+    parser.add_argument("--baseline", default=None, help="a folder holding another vae_core: time its fit against ours")
+    parser.add_argument("--only-baseline", action="store_true", help="time only that comparison")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results-<device>.json)")
     args = parser.parse_args()
     if args.quick:
@@ -505,9 +515,9 @@ def main() -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "data": "synthetic seeded binary images of MNIST shape",
     }
-    if args.old_loop or args.only_old_loop:
-        result["old_loop"] = [bench_old_loop(h, b, args, device) for h in models for b in batches]
-    if not args.only_old_loop:
+    if args.baseline:
+        result["baseline"] = [bench_baseline(h, b, args, device) for h in models for b in batches]
+    if not args.only_baseline:
         result["training"] = [bench_training(h, b, args, device) for h in models for b in batches]
         result["adam"] = [bench_adam(h, args, device) for h in models]
         result["evaluation"] = [bench_evaluation(h, args, device) for h in models]

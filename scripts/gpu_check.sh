@@ -4,7 +4,7 @@
 #   PY=.venv/bin/python bash scripts/gpu_check.sh
 # Steps, each under its own `timeout`, each logged; a failed or timed-out step does not stop the next one:
 #   1. the CUDA tests (tests/test_train_cuda.py: captured steps against eager ones, no per-batch host sync);
-#   2. benchmarks/bench.py --device cuda --old-loop: eager and captured steps, the matmul ceiling, the old loop;
+#   2. benchmarks/bench.py --device cuda: eager and captured steps, the matmul ceiling;
 #   3. chapter 1.9's training command, a few epochs, with CUDA-graph capture on and off (per-epoch seconds);
 #   4. evaluate --iw-samples 5000 on the 10 000 test images with the model from step 3.
 # Results go to $OUT (default: $TMPDIR/gpu-check): summary.txt and 7 other files at most.
@@ -43,11 +43,11 @@ note "$($PY -c "import torch; d = torch.cuda.get_device_name() if torch.cuda.is_
 step tests 150 $PY -m pytest -o addopts="" -p no:cacheprovider -q -rs tests/test_train_cuda.py
 tail -n 3 "$OUT/tests.log" | sed 's/^/    /' | tee -a "$summary"
 
-# 2. The benchmark: eager and captured steps and the matmul ceiling in one run, and the old loop against fit.
+# 2. The benchmark: eager and captured steps and the matmul ceiling in one run.
 if [ "$cuda" = 1 ]; then
-  step bench 150 $PY benchmarks/bench.py --device cuda --models 500,500 --batches 128 --reps 3 --samples 10240 --old-loop \
+  step bench 150 $PY benchmarks/bench.py --device cuda --models 500,500 --batches 128 --reps 3 --samples 10240 \
     --out "$OUT/results-cuda.json"
-  sed -n '/^CUDA: one step/,/^$/p;/^The loop before/,/^$/p' "$OUT/bench.log" | sed 's/^/    /' | tee -a "$summary"
+  sed -n '/^CUDA: one step/,/^$/p' "$OUT/bench.log" | sed 's/^/    /' | tee -a "$summary"
 else
   note "bench          skipped: no CUDA"
 fi

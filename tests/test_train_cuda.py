@@ -1,6 +1,7 @@
 """The CUDA path of training and evaluation: captured steps against eager ones, and no host synchronization per batch.
 
-Skipped without a CUDA GPU (the CPU path is tested in test_train.py). Run on a GPU machine with
+Skipped without a CUDA GPU (the CPU path is tested in test_train.py, CapturedEpoch's bookkeeping on the CPU with
+stand-ins for the CUDA calls in test_cuda_graph.py). Run on a GPU machine with
 `python -m pytest -o addopts="" -p no:cacheprovider tests/test_train_cuda.py`.
 """
 
@@ -11,10 +12,11 @@ import warnings
 import pytest
 import torch
 
+from vae_core.cuda_graph import CapturedEpoch
 from vae_core.data import Split
 from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
 from vae_core.model import VAE, VAEConfig
-from vae_core.train import CapturedEpoch, TrainConfig, TrainState, fit, train_epoch
+from vae_core.train import TrainConfig, TrainState, fit, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -62,7 +64,7 @@ def test_captured_steps_equal_eager_steps(case):
     x = binary_data(300)  # 6 batches of 48 and one of 12
     x = Split(x * 0.8 + 0.1 if dynamic else x, dynamic=dynamic)
     eager = TrainState.create(new_model(), config, len(x))
-    graphed = TrainState.create(new_model(), config, len(x), lr_tensor=True)
+    graphed = TrainState.create(new_model(), config, len(x))
     run = CapturedEpoch(graphed, x)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed capture would warn
@@ -71,6 +73,8 @@ def test_captured_steps_equal_eager_steps(case):
     assert all(step.graph is not None for step, _ in run.calls), "both steps are replayed from graphs"
     assert torch.equal(graphed.generator.get_state(), eager.generator.get_state())
     assert_close_models(graphed.model, eager.model)
+    group = graphed.optimizer.param_groups[0]  # plain Adam between epochs, as train_epoch leaves it
+    assert group["lr"] == eager.optimizer.param_groups[0]["lr"] and group["capturable"] is False
 
 
 def test_a_failed_capture_warns_and_trains_eagerly(monkeypatch):
@@ -81,7 +85,7 @@ def test_a_failed_capture_warns_and_trains_eagerly(monkeypatch):
     config = TrainConfig(epochs=2, batch_size=48, lr=3e-3, seed=1)
     x = Split(binary_data(300))
     eager = TrainState.create(new_model(), config, len(x))
-    graphed = TrainState.create(new_model(), config, len(x), lr_tensor=True)
+    graphed = TrainState.create(new_model(), config, len(x))
     run = CapturedEpoch(graphed, x)
     with pytest.warns(RuntimeWarning, match="CUDA graph capture of the training step failed"):
         assert_close_stats(run(), train_epoch(eager, x))
@@ -132,7 +136,7 @@ def test_the_host_reads_the_device_per_epoch_not_per_step():
     validation ELBO and the IW bound over 1 or 10 batches."""
     counts = []
     for n in (288, 1152):
-        state = TrainState.create(new_model(), TrainConfig(epochs=3, batch_size=48), n, lr_tensor=True)
+        state = TrainState.create(new_model(), TrainConfig(epochs=3, batch_size=48), n)
         run = CapturedEpoch(state, Split(binary_data(n)))
         run()  # warm-up and capture
         counts.append(count_syncs(run))

@@ -16,6 +16,7 @@ from torch import Tensor
 from vae_core import losses
 from vae_core.evaluate import evaluating
 from vae_core.model import VAE
+from vae_core.train import cosine_decay
 
 
 @torch.no_grad()
@@ -125,7 +126,7 @@ def fit_local_gaussians(
                 break
             eps = torch.randn((samples, *mu.shape), generator=generator, device=x.device)
             for group in optimizer.param_groups:
-                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / steps))
+                group["lr"] = cosine_decay(lr, step, steps)
             optimizer.zero_grad(set_to_none=True)
             (-gaussian_elbo(model, x, mu, logvar, eps).sum()).backward()
             optimizer.step()
