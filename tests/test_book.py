@@ -70,14 +70,15 @@ def test_every_page_is_in_the_toc() -> None:
 
 
 def test_toc_order() -> None:
-    """intro; "The assignment": 1.1 … 1.9 in order, 1.9's appendix right after 1.9; "Beyond the assignment"; then
-    "Reference", ending with the references."""
+    """intro; "The assignment": 1.1 … 1.9 in order, 1.6's continuation right after 1.6, 1.9's appendix right after
+    1.9; "Beyond the assignment"; then "Reference", ending with the references."""
     parts = dict(toc_parts())
     assert list(parts) == ["", "The assignment", "Beyond the assignment", "Reference"], list(parts)
     assert parts[""] == ["book/intro"]
     assignment = parts["The assignment"]
     numbers = [int(Path(f).name.split("_")[1]) for f in assignment]
-    assert numbers == list(range(1, 10)) + [9], assignment
+    assert numbers == [1, 2, 3, 4, 5, 6, 6, 7, 8, 9, 9], assignment
+    assert assignment[5:7] == ["book/q1_6_terms", "book/q1_6_aggregate_posterior"], assignment
     assert assignment[-2:] == ["book/q1_9_training", "book/q1_9_appendix"], assignment
     assert "book/long_runs" in parts["Beyond the assignment"]
     assert parts["Reference"][-1] == "book/references", parts["Reference"]

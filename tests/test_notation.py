@@ -213,7 +213,7 @@ RULES = (
             ),
         ),
         good=(r"\mathrm{KL}(\bar q(z) \,\|\, p(z))", "KL(q̄(z) || p(z))", r"\mathrm{KL}(q(z \mid x) \,\|\, p(z))"),
-        files=("q1_6_terms", "q1_9_training"),
+        files=("q1_6_terms", "q1_6_aggregate_posterior", "q1_9_training"),
     ),
     Rule(
         "N-counts-data-points",
