@@ -161,6 +161,10 @@ MATH_PROBLEMS = """() => {
   const text = clone.textContent;
   for (const raw of ['$$', '\\\\[', '\\\\(', '\\\\begin{'])
     if (text.includes(raw)) problems.push(`raw TeX left in the page: ${raw}`);
+  // a TeX command outside any formula, e.g. a link whose text is a heading's formula, printed as "\\log p"
+  clone.querySelectorAll('mjx-container').forEach(el => el.remove());
+  const command = clone.textContent.match(/\\\\[a-zA-Z]{2,}[^\\s]{0,30}/);
+  if (command) problems.push(`TeX printed as text: ${command[0]}`);
   return problems;
 }"""
 
