@@ -15,6 +15,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def close_figures():
+    """Close every matplotlib figure a test opened."""
+    yield
+    import matplotlib.pyplot as plt  # here, not at the top: the figure tests choose the backend first
+
+    plt.close("all")
+
+
 BROWSER_TESTS = {"test_browser.py", "test_pdf.py"}  # they drive Chromium over the built book
 
 

@@ -1,10 +1,12 @@
-"""Helpers shared by the test modules: small data files, an unreachable URL, file listings, weight and history
-comparisons, and the pages of the table of contents."""
+"""Helpers shared by the test modules: small models and binary data, small data files, an unreachable URL, file
+listings, weight and history comparisons, the pages of the table of contents, and the browser tests' Chromium."""
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -13,12 +15,47 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
+from vae_core.model import VAE, VAEConfig
 from vae_core.train import History
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_MODEL = VAEConfig(hidden=(64,), z_dim=4)
+
+
+def gen(seed: int) -> torch.Generator:
+    """A CPU generator seeded with `seed`."""
+    return torch.Generator().manual_seed(seed)
+
+
+def new_model(seed: int = 0, config: VAEConfig = SMALL_MODEL) -> VAE:
+    """A VAE initialized from torch's global seed `seed` (float32, MNIST-sized by default)."""
+    torch.manual_seed(seed)
+    return VAE(config)
+
+
+def float64_vae(seed: int = 0, x_dim: int = 20, hidden: tuple[int, ...] = (16,), z_dim: int = 3) -> VAE:
+    """A small float64 VAE, for comparisons with formulas by hand at tight tolerances."""
+    return new_model(seed, VAEConfig(x_dim=x_dim, hidden=hidden, z_dim=z_dim)).double()
+
+
+def binary64(n: int, m: int, seed: int, p: float = 0.4) -> torch.Tensor:
+    """n x m independent Bernoulli(p) pixels in float64."""
+    return torch.bernoulli(torch.full((n, m), p, dtype=torch.float64), generator=gen(seed))
+
+
+def binary_data(n: int, seed: int = 0, prototypes: int = 4, flip: float = 0.05) -> torch.Tensor:
+    """n binary MNIST-sized images: copies of random binary prototypes with each pixel flipped with probability
+    `flip`, structured enough that a VAE learns something fast."""
+    g = gen(seed)
+    shapes = torch.bernoulli(torch.full((prototypes, 784), 0.3), generator=g)
+    x = shapes[torch.randint(0, prototypes, (n,), generator=g)]
+    if not flip:
+        return x
+    return (x + torch.bernoulli(torch.full((n, 784), flip), generator=g)) % 2
 
 
 def amat(bits: np.ndarray) -> bytes:
@@ -59,6 +96,17 @@ def without_seconds(history: History | list[dict]) -> list[dict]:
     """A history's rows without their wall times, the one field that differs between identical runs."""
     rows = history.to_list() if isinstance(history, History) else history
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def chromium() -> str:
+    """The Chromium executable, or skip (fail under CI) when there is none."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "no Chromium found on PATH (install the Debian package: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 def toc_pages() -> list[str]:

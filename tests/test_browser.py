@@ -27,7 +27,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import toc_pages
+from helpers import chromium, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("VAE_BOOK_SITE") or ROOT / "_build" / "html").resolve()
@@ -61,17 +60,6 @@ REFERENCE_PAGES = {"book/further_reading", "book/reproducibility", "book/referen
 CONTENT_PAGES = [page for page in toc_pages() if page not in REFERENCE_PAGES]
 CODE_LINES_BUDGET = 600
 SIDEWAYS_BUDGET = 10
-
-
-def chromium() -> str:
-    """The Chromium executable, or skip (fail under CI) when there is none."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "no Chromium found on PATH (install the Debian package: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="session")

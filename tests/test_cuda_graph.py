@@ -14,11 +14,10 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from helpers import assert_same_weights
+from helpers import assert_same_weights, binary_data, new_model
 
 from vae_core.cuda_graph import WARMUP_CALLS, CapturedEpoch, GraphedCall
 from vae_core.data import Split
-from vae_core.model import VAE, VAEConfig
 from vae_core.train import TrainConfig, TrainState, train_epoch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,19 +75,6 @@ def test_a_failed_capture_warns_once_and_stays_eager():
             step()
     assert graphs.events == ["eager", "eager", "capture", "eager", "eager", "eager", "eager"]
     assert len(calls) == 6
-
-
-def binary_data(n: int, seed: int = 0) -> torch.Tensor:
-    """Noisy copies of four random binary prototypes."""
-    g = torch.Generator().manual_seed(seed)
-    prototypes = torch.bernoulli(torch.full((4, 784), 0.3), generator=g)
-    x = prototypes[torch.randint(0, 4, (n,), generator=g)]
-    return (x + torch.bernoulli(torch.full((n, 784), 0.05), generator=g)) % 2
-
-
-def new_model() -> VAE:
-    torch.manual_seed(0)
-    return VAE(VAEConfig(hidden=(64,), z_dim=4))
 
 
 CASES = {

@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
@@ -14,11 +13,7 @@ from torch import nn
 from vae_core.diagram import layer_widths, model_diagram
 from vae_core.model import VAE, VAEConfig
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def test_layer_widths_follow_the_config():

@@ -1,4 +1,6 @@
-"""vae_core.evaluate: the batched ELBO, the importance-weighted log-likelihood, and active units."""
+"""vae_core.evaluate: the batched ELBO, the importance-weighted log-likelihood and log weights, and active units.
+
+The IW bound of one batch against an exact log p(x) by quadrature is in test_losses."""
 
 from __future__ import annotations
 
@@ -6,28 +8,24 @@ import math
 
 import pytest
 import torch
+from helpers import binary64, binary_data, float64_vae, gen, new_model
+from torch.distributions import Bernoulli, Independent, Normal
 
 from vae_core import losses
-from vae_core.evaluate import active_units, evaluate_elbo, evaluating, iw_log_likelihood, posterior_means
-from vae_core.model import VAE, VAEConfig
-
-CONFIG = VAEConfig(hidden=(64,), z_dim=4)
-
+from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood, posterior_means, sample_log_weights
+from vae_core.model import VAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model() -> VAE:
-    torch.manual_seed(0)
-    return VAE(CONFIG)
+    return new_model()
 
 
 @pytest.fixture(scope="module")
 def x() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    prototypes = torch.bernoulli(torch.full((3, 784), 0.3), generator=g)
-    return prototypes[torch.randint(0, 3, (300,), generator=g)]
+    return binary_data(300, seed=1, prototypes=3, flip=0.0)
 
 
 def test_evaluate_elbo_matches_manual_loop(model, x):
@@ -79,9 +77,44 @@ def test_iw_single_example_has_no_stderr(model, x):
     assert math.isnan(est.stderr) and math.isfinite(est.mean)
 
 
+def test_log_weights_and_iw_bound_against_torch_distributions() -> None:
+    """One batch, one chunk: the K draws are mu + sigma * eps with eps (K, n, d) from the seeded generator, the log
+    weights log Bern(x | z) + log N(z | 0, I) - log N(z | mu, sigma^2), and the IW bound their log-mean-exp."""
+    model, x, k = float64_vae(), binary64(6, 20, seed=30), 9
+    log_w = sample_log_weights(model, x, k, batch_size=6, chunk=k, seed=31)
+    bound = iw_log_likelihood(model, x, k, batch_size=6, chunk=k, seed=31).per_example
+    with torch.no_grad():
+        mu, logvar = model.encoder(x)
+        std = torch.exp(0.5 * logvar)
+        z = mu + std * torch.randn((k, *mu.shape), generator=gen(31), dtype=torch.float64)
+        likelihood = Independent(Bernoulli(logits=model.decoder(z)), 1).log_prob(x)
+        prior = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1).log_prob(z)
+        expected = (likelihood + prior - Independent(Normal(mu, std), 1).log_prob(z)).T  # (n, K)
+    assert log_w.shape == (6, k) and log_w.dtype == torch.float64
+    torch.testing.assert_close(log_w, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(bound, torch.logsumexp(expected, 1) - math.log(k), rtol=1e-10, atol=1e-10)
+
+
+def test_log_weights_of_a_given_q(model, x):
+    mu, logvar = torch.zeros(40, 4), torch.zeros(40, 4)  # q = the prior: log w = log p(x|z)
+    log_w = sample_log_weights(model, x[:40], 30, mu=mu, logvar=logvar, seed=0)
+    z = torch.randn((30, 40, 4), generator=gen(0))
+    with torch.no_grad():
+        expected = losses.bernoulli_log_likelihood(model.decoder(z), x[:40].expand(30, 40, 784)).T.double()
+    torch.testing.assert_close(log_w, expected, rtol=0, atol=1e-3)
+
+
+def test_log_weights_in_batches_and_chunks(model, x):
+    """Every image gets K weights in its own row, whatever the batches and chunks; sizes must be positive."""
+    log_w = sample_log_weights(model, x[:50], 23, batch_size=16, chunk=7, seed=2)
+    assert log_w.shape == (50, 23) and log_w.dtype == torch.float64 and torch.isfinite(log_w).all()
+    assert torch.equal(log_w, sample_log_weights(model, x[:50], 23, batch_size=16, chunk=7, seed=2))
+    with pytest.raises(ValueError, match="must be positive"):
+        sample_log_weights(model, x[:5], 0)
+
+
 def test_active_units_counts_varying_dimensions(x):
-    torch.manual_seed(0)
-    model = VAE(CONFIG)
+    model = new_model()
     last = model.encoder.net[-1]  # rows 0..3 give mu, rows 4..7 give log sigma^2
     with torch.no_grad():
         last.weight[[0, 2]] = 0.0
@@ -102,14 +135,3 @@ def test_posterior_means_in_batches(model, x):
     mu = posterior_means(model, x, batch_size=64)
     assert mu.shape == (300, 4) and not mu.requires_grad
     assert torch.allclose(mu, model.encoder(x)[0].detach(), atol=1e-6)
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_evaluating_sets_eval_mode_and_restores_the_mode_even_on_error(training: bool) -> None:
-    model = VAE(VAEConfig(x_dim=4, hidden=(3,), z_dim=2)).train(training)
-    with evaluating(model) as inside:
-        assert inside is model and not model.training
-    assert model.training is training
-    with pytest.raises(RuntimeError), evaluating(model):
-        raise RuntimeError("boom")
-    assert model.training is training

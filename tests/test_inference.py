@@ -1,4 +1,4 @@
-"""vae_core.inference: importance weights, their effective sample size, and per-image Gaussians."""
+"""vae_core.inference: the IW bound and effective sample size of stored log weights, and per-image Gaussians."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ import math
 
 import pytest
 import torch
+from helpers import binary_data, new_model
 
 from vae_core import losses
-from vae_core.evaluate import iw_log_likelihood
-from vae_core.inference import (
-    effective_sample_size,
-    fit_local_gaussians,
-    gaussian_elbo,
-    iw_bounds,
-    log_importance_weights,
-)
+from vae_core.inference import effective_sample_size, fit_local_gaussians, gaussian_elbo, iw_bound
 from vae_core.model import VAE, VAEConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,41 +17,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def model() -> VAE:
-    torch.manual_seed(0)
-    return VAE(VAEConfig(hidden=(32,), z_dim=3))
+    return new_model(config=VAEConfig(hidden=(32,), z_dim=3))
 
 
 @pytest.fixture(scope="module")
 def x() -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    prototypes = torch.bernoulli(torch.full((3, 784), 0.3), generator=g)
-    return prototypes[torch.randint(0, 3, (40,), generator=g)]
+    return binary_data(40, seed=1, prototypes=3, flip=0.0)
 
 
-def test_log_weights_give_the_iw_estimate_of_evaluate(model, x):
-    log_w = log_importance_weights(model, x, 50, batch_size=16, chunk=20, seed=3)
-    assert log_w.shape == (40, 50) and log_w.dtype == torch.float64
-    reference = iw_log_likelihood(model, x, 50, batch_size=16, chunk=20, seed=3).per_example
-    torch.testing.assert_close(iw_bounds(log_w, 50), reference, rtol=0, atol=1e-4)
-
-
-def test_log_weights_of_a_given_q_and_its_elbo(model, x):
-    mu, logvar = torch.zeros(40, 3), torch.zeros(40, 3)  # q = the prior: log w = log p(x|z)
-    log_w = log_importance_weights(model, x, 30, mu=mu, logvar=logvar, seed=0)
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn((30, 40, 3), generator=g)
-    with torch.no_grad():
-        expected = losses.bernoulli_log_likelihood(model.decoder(z), x.expand(30, *x.shape)).T.double()
-    torch.testing.assert_close(log_w, expected, rtol=0, atol=1e-3)
-
-
-def test_iw_bounds_by_hand():
+def test_iw_bound_by_hand():
     log_w = torch.log(torch.tensor([[1.0, 3.0, 2.0, 6.0]], dtype=torch.float64))
-    assert iw_bounds(log_w, 1).item() == pytest.approx(math.log(36) / 4)
-    assert iw_bounds(log_w, 2).item() == pytest.approx((math.log(2) + math.log(4)) / 2)
-    assert iw_bounds(log_w, 4).item() == pytest.approx(math.log(3))
+    assert iw_bound(log_w, 1).item() == pytest.approx(math.log(36) / 4)
+    assert iw_bound(log_w, 2).item() == pytest.approx((math.log(2) + math.log(4)) / 2)
+    assert iw_bound(log_w, 4).item() == pytest.approx(math.log(3))
+    assert iw_bound(log_w, 3).item() == pytest.approx(math.log(2))  # one group of three; the fourth weight unused
     with pytest.raises(ValueError):
-        iw_bounds(log_w, 5)
+        iw_bound(log_w, 5)
 
 
 def test_effective_sample_size():

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import binary64, float64_vae, gen
 from torch.distributions import Bernoulli, Independent, Normal
 
 from vae_core import losses
@@ -17,22 +18,9 @@ F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def tiny_vae(seed: int = 0, x_dim: int = 12, z_dim: int = 2) -> VAE:
-    torch.manual_seed(seed)
-    return VAE(VAEConfig(x_dim=x_dim, hidden=(8,), z_dim=z_dim)).double()
-
-
-def binary(n: int, m: int, seed: int) -> torch.Tensor:
-    return torch.bernoulli(torch.full((n, m), 0.4, dtype=F64), generator=gen(seed))
-
-
 def test_k_one_reconstruction_is_the_elbo_s_and_the_bound_equals_the_elbo_in_expectation() -> None:
-    model = tiny_vae()
-    x = binary(1, 12, seed=1).expand(20000, 12)
+    model = float64_vae(x_dim=12, hidden=(8,), z_dim=2)
+    x = binary64(1, 12, seed=1).expand(20000, 12)
     with torch.no_grad():
         bound, terms = losses.iw_objective(*model.forward_k(x, 1, gen(2)), x)
         elbo = losses.elbo(*model(x, gen(2)), x)
@@ -43,7 +31,7 @@ def test_k_one_reconstruction_is_the_elbo_s_and_the_bound_equals_the_elbo_in_exp
 
 
 def test_gradient_matches_a_direct_implementation_with_torch_distributions() -> None:
-    model, x, k = tiny_vae(seed=3), binary(5, 12, seed=4), 7
+    model, x, k = float64_vae(seed=3, x_dim=12, hidden=(8,), z_dim=2), binary64(5, 12, seed=4), 7
     eps = torch.randn((k, 5, 2), generator=gen(5), dtype=F64)
     losses.iw_objective(*model.forward_k(x, k, gen(5)), x)[0].sum().backward()
     ours = [p.grad.clone() for p in model.parameters()]
@@ -64,7 +52,7 @@ def test_gradient_matches_a_direct_implementation_with_torch_distributions() -> 
 
 def test_trained_iwae_bound_grows_with_k() -> None:
     torch.manual_seed(6)
-    x = binary(256, 12, seed=7).float()
+    x = binary64(256, 12, seed=7).float()
     model = VAE(VAEConfig(x_dim=12, hidden=(16,), z_dim=2))
     fit(model, x, config=TrainConfig(epochs=30, batch_size=64, lr=1e-2, objective="iwae", k=5), progress=False)
     with torch.no_grad():
@@ -75,7 +63,7 @@ def test_trained_iwae_bound_grows_with_k() -> None:
 
 def test_the_iwae_objective_trains_and_records_its_bound() -> None:
     torch.manual_seed(9)
-    x = binary(256, 12, seed=10).float()
+    x = binary64(256, 12, seed=10).float()
     model = VAE(VAEConfig(x_dim=12, hidden=(16,), z_dim=2))
     history = fit(model, x, config=TrainConfig(epochs=4, batch_size=64, lr=1e-2, objective="iwae", k=5), progress=False)
     bounds = history.column("train_objective")
@@ -108,7 +96,7 @@ def test_kl_warmup_ramps_beta_linearly_then_holds() -> None:
 
 def test_keep_best_returns_the_best_validation_epoch_and_needs_validation_data() -> None:
     torch.manual_seed(11)
-    x = binary(320, 12, seed=12).float()
+    x = binary64(320, 12, seed=12).float()
     train_x, valid_x = x[:64], x[64:]  # a small training set that overfits at a high learning rate
     model = VAE(VAEConfig(x_dim=12, hidden=(64,), z_dim=4))
     config = TrainConfig(epochs=40, batch_size=16, lr=1e-2, keep_best=True, schedule="constant")
@@ -125,7 +113,7 @@ def test_keep_best_returns_the_best_validation_epoch_and_needs_validation_data()
 
 
 def test_keep_best_survives_a_resume(tmp_path) -> None:
-    x = binary(320, 12, seed=13).float()
+    x = binary64(320, 12, seed=13).float()
     config = TrainConfig(epochs=12, batch_size=16, lr=1e-2, keep_best=True, schedule="constant")
 
     def run(epochs: int) -> VAE:
@@ -154,7 +142,7 @@ def test_keep_best_survives_a_resume(tmp_path) -> None:
 
 def test_the_history_records_the_elbo_itself_during_kl_warmup() -> None:
     torch.manual_seed(15)
-    x = binary(128, 12, seed=16).float()
+    x = binary64(128, 12, seed=16).float()
     model = VAE(VAEConfig(x_dim=12, hidden=(16,), z_dim=2))
     history = fit(model, x, config=TrainConfig(epochs=2, batch_size=32, kl_warmup_epochs=2), progress=False)
     for record in history.records:

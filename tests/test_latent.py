@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import new_model
 
 from vae_core import losses
 from vae_core.latent import binarized_elbo, interpolate, traverse
@@ -14,8 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def model() -> VAE:
-    torch.manual_seed(0)
-    return VAE(VAEConfig(hidden=(32,), z_dim=3))
+    return new_model(config=VAEConfig(hidden=(32,), z_dim=3))
 
 
 def test_interpolate_ends_at_the_two_images(model):

@@ -1,4 +1,4 @@
-"""vae_core.model: shapes, sampling, config validation, and gradients through the reparameterized sample."""
+"""vae_core.model: shapes, sampling, config validation, the reparameterized sample, and `evaluating`."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import json
 
 import pytest
 import torch
+from helpers import new_model
 
 from vae_core import losses
-from vae_core.model import VAE, Decoder, Encoder, VAEConfig, mlp, reparameterize
-
-CONFIG = VAEConfig(x_dim=784, hidden=(64,), z_dim=4)
+from vae_core.model import VAE, Decoder, Encoder, VAEConfig, evaluating, mlp, reparameterize
 
 
 @pytest.fixture
 def model() -> VAE:
-    torch.manual_seed(0)
-    return VAE(CONFIG)
+    return new_model()
 
 
 @pytest.fixture
@@ -70,6 +68,16 @@ def test_reparameterize_moments():
     assert torch.allclose(z.std(0), torch.tensor([2.0, 0.5]), atol=0.02)
 
 
+def test_reparameterize_with_given_noise_is_the_drawn_sample():
+    """Given eps, z = mu + sigma * eps exactly: the sample that the generator's own draw of eps gives, and eps with
+    leading sample dimensions gives one z per row."""
+    mu, logvar = torch.tensor([[1.0, -2.0]]), torch.log(torch.tensor([[4.0, 0.25]]))
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
+    drawn = reparameterize(mu, logvar, torch.Generator().manual_seed(3))
+    assert torch.equal(reparameterize(mu, logvar, eps=eps), drawn)
+    assert torch.equal(reparameterize(mu, logvar, eps=torch.ones(3, 1, 2)), torch.tensor([[[3.0, -1.5]]] * 3))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -103,3 +111,14 @@ def test_detached_sample_cuts_encoder_gradient(model, x):
     z = reparameterize(mu, logvar, torch.Generator().manual_seed(0)).detach()
     (-losses.bernoulli_log_likelihood(model.decoder(z), x).mean()).backward()
     assert all(p.grad is None for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluating_sets_eval_mode_and_restores_the_mode_even_on_error(training: bool) -> None:
+    model = VAE(VAEConfig(x_dim=4, hidden=(3,), z_dim=2)).train(training)
+    with evaluating(model) as inside:
+        assert inside is model and not model.training
+    assert model.training is training
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("boom")
+    assert model.training is training

@@ -10,19 +10,18 @@ under CI, where they fail.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
-from helpers import toc_pages, toc_parts
+from helpers import chromium, toc_pages, toc_parts
+
+from scripts import pdf as script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "pdf.py"
@@ -34,24 +33,6 @@ TEX = re.compile(
     r"\$\$|\\\(|\\\)|\\\[|\\\]|\\(?:mathcal|mathbb|mathrm|operatorname|frac|begin|end|sum|prod|int|left|right|sqrt"
     r"|mid|log|exp|nabla|partial|mu|sigma|phi|theta|epsilon|varepsilon|alpha|beta|lambda|cdot|le|ge|approx|text)\b"
 )
-
-
-def chromium() -> str:
-    """The Chromium executable, or skip (fail under CI) when there is none."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "no Chromium found on PATH (install the Debian package: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("book_pdf", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def plain(text: str) -> str:
@@ -191,7 +172,6 @@ def test_the_tex_check_catches_leaked_tex() -> None:
 
 def test_a_missing_chromium_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without Chromium the script stops before building, says how to install it, and writes nothing."""
-    script = load_script()
     monkeypatch.setattr(script.shutil, "which", lambda name: None)
     monkeypatch.setattr(script, "FALLBACK_CHROMIUM", tmp_path / "no-chromium")
     err = io.StringIO()

@@ -1,4 +1,4 @@
-"""vae_core.plots: the tile geometry exactly, and every figure renders without error (Agg backend)."""
+"""vae_core.images and vae_core.plots: the tile geometry exactly, and every figure renders without error (Agg)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core.images import show_grid, tile
 from vae_core.model import VAE, VAEConfig
 from vae_core.plots import (
     elbo_curves,
@@ -23,15 +24,9 @@ from vae_core.plots import (
     reconstructions,
     reparameterization_graphs,
     sample_figure,
-    show_grid,
-    tile,
 )
 
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("close_figures")
 
 
 def test_tile_geometry_and_values():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 from dataclasses import asdict
@@ -10,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts import sweep
 from vae_core.cli import build_parser
 from vae_core.model import VAEConfig
 from vae_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("sweep", ROOT / "scripts" / "sweep.py")
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
 
 
 @pytest.mark.parametrize("name", list(sweep.CANDIDATES))

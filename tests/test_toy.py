@@ -43,7 +43,7 @@ def test_log_joint_and_densities_match_torch(model: toy.LinearGaussian, gen: tor
     torch.testing.assert_close(toy.log_joint(model, x, z), lik + prior, rtol=0, atol=1e-12)
     mean, cov = random_q(3, gen, full=True)
     torch.testing.assert_close(
-        toy.gaussian_log_density(z, mean, cov), MultivariateNormal(mean, cov).log_prob(z), rtol=0, atol=1e-12
+        toy.gaussian_log_density_cov(z, mean, cov), MultivariateNormal(mean, cov).log_prob(z), rtol=0, atol=1e-12
     )
 
 
@@ -87,7 +87,7 @@ def test_elbo_matches_monte_carlo(model: toy.LinearGaussian, gen: torch.Generato
     _, x = toy.sample(model, 1, gen)
     mean, cov = random_q(3, gen, full=True)
     z = toy.sample_gaussian(mean, cov, 200_000, gen)
-    terms = toy.log_joint(model, x[0], z) - toy.gaussian_log_density(z, mean, cov)
+    terms = toy.log_joint(model, x[0], z) - toy.gaussian_log_density_cov(z, mean, cov)
     se = terms.std() / math.sqrt(len(terms))
     assert abs((terms.mean() - toy.elbo(model, x[0], mean, cov)).item()) < 4 * se.item()
 
@@ -142,12 +142,12 @@ def test_importance_sampling_converges(model: toy.LinearGaussian, gen: torch.Gen
     x = x[0]
     post_mean, post_cov = toy.posterior(model, x)
     q_mean, q_var = post_mean + 0.1, 1.2 * post_cov.diagonal()
-    w = toy.importance_log_weights(model, x, q_mean, q_var, 100_000, gen).exp()
+    w = toy.sample_log_weights(model, x, q_mean, q_var, 100_000, gen).exp()
     exact = toy.log_marginal(model, x).exp()
     se = w.std() / math.sqrt(len(w))
     assert abs((w.mean() - exact).item()) < 4 * se.item()
     # with q equal to the posterior every weight equals p(x): zero variance
-    exact_w = toy.importance_log_weights(model, x, post_mean, post_cov, 10, gen)
+    exact_w = toy.sample_log_weights(model, x, post_mean, post_cov, 10, gen)
     torch.testing.assert_close(exact_w, toy.log_marginal(model, x).expand(10), rtol=0, atol=1e-10)
     assert abs((toy.importance_sampling(model, x, q_mean, q_var, 1000, gen) - toy.log_marginal(model, x)).item()) < 0.05
 
@@ -163,7 +163,7 @@ def test_chi2_divergence_predicts_weight_variance(model: toy.LinearGaussian, gen
     chi2_naive = toy.chi2_divergence(post_mean, post_cov, zeros, torch.ones(3, dtype=torch.float64))
     assert chi2_naive.item() == pytest.approx((naive / exact).var().item(), rel=0.1)
     q_mean, q_var = post_mean + 0.1, 1.2 * post_cov.diagonal()
-    w = toy.importance_log_weights(model, x, q_mean, q_var, 200_000, gen).exp()
+    w = toy.sample_log_weights(model, x, q_mean, q_var, 200_000, gen).exp()
     chi2_q = toy.chi2_divergence(post_mean, post_cov, q_mean, q_var)
     assert chi2_q.item() == pytest.approx((w / exact).var().item(), rel=0.05)
     assert chi2_q.item() < chi2_naive.item()

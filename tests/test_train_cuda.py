@@ -9,31 +9,26 @@ from __future__ import annotations
 
 import warnings
 
+import helpers
 import pytest
 import torch
 
 from vae_core.cuda_graph import CapturedEpoch
 from vae_core.data import Split
 from vae_core.evaluate import evaluate_elbo, iw_log_likelihood
-from vae_core.model import VAE, VAEConfig
+from vae_core.model import VAE
 from vae_core.train import TrainConfig, TrainState, fit, train_epoch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-MODEL = VAEConfig(hidden=(64,), z_dim=4)
-
 
 def binary_data(n: int, seed: int = 0) -> torch.Tensor:
-    """Noisy copies of four random binary prototypes, on the GPU."""
-    g = torch.Generator().manual_seed(seed)
-    prototypes = torch.bernoulli(torch.full((4, 784), 0.3), generator=g)
-    x = prototypes[torch.randint(0, 4, (n,), generator=g)]
-    return ((x + torch.bernoulli(torch.full((n, 784), 0.05), generator=g)) % 2).cuda()
+    """The tests' noisy prototypes (helpers.binary_data), on the GPU."""
+    return helpers.binary_data(n, seed).cuda()
 
 
 def new_model(seed: int = 0) -> VAE:
-    torch.manual_seed(seed)
-    return VAE(MODEL).cuda()
+    return helpers.new_model(seed).cuda()
 
 
 def assert_close_models(a: VAE, b: VAE, rtol: float = 1e-4, atol: float = 1e-5) -> None:

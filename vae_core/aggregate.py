@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vae_core.losses import LOG_2PI, gaussian_log_density, kl_to_standard_normal, standard_normal_log_density
-from vae_core.model import VAE
+from vae_core.densities import LOG_2PI, gaussian_log_density, standard_normal_log_density
+from vae_core.losses import kl_to_standard_normal
+from vae_core.model import VAE, reparameterize
 
 
 @torch.no_grad()
@@ -92,8 +93,7 @@ def elbo_surgery(mu: Tensor, logvar: Tensor, samples: int, generator: torch.Gene
     for this mixture; each term of the first is at most log N, since q̄(z) >= q(z | x_n) / N.
     """
     index = torch.randint(0, mu.shape[0], (samples,), generator=generator)
-    eps = torch.randn(samples, mu.shape[1], generator=generator, dtype=mu.dtype)
-    z = mu[index] + torch.exp(0.5 * logvar[index]) * eps
+    z = reparameterize(mu[index], logvar[index], generator)
     log_conditional = gaussian_log_density(z, mu[index], logvar[index])
     log_aggregate = log_mixture_density(z, mu, logvar)
     info, info_se = _mean_se(log_conditional - log_aggregate)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vae_core.io import atomic_write, atomic_write_text
+from vae_core.messages import first_line
 from vae_core.model import VAE, VAEConfig
 
 FORMAT = "vae_core-checkpoint"
@@ -18,11 +19,6 @@ VERSION = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read as a vae_core checkpoint of the expected architecture."""
-
-
-def first_line(err: BaseException, limit: int) -> str:
-    """The first line of an error's message, cut to `limit` characters ('' for an empty message, e.g. EOFError)."""
-    return next(iter(str(err).splitlines()), "")[:limit]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:

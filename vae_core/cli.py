@@ -20,7 +20,7 @@ from vae_core.io import atomic_write, atomic_write_text
 from vae_core.lock import FolderLocked, exclusive_folder
 from vae_core.losses import nats_to_bits_per_dim
 from vae_core.model import ACTIVATIONS, VAE, VAEConfig
-from vae_core.repro import make_deterministic, pick_device, seed_everything
+from vae_core.repro import DEFAULT_THREADS, make_deterministic, pick_device, seed_everything
 from vae_core.train import TrainConfig, TrainingError, fit
 
 
@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, VAEConfig, skip=("x_dim",))
     add_config_flags(p, TrainConfig)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: 2 for determinism)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=DEFAULT_THREADS,
+        help="CPU threads (default: %(default)s; a fixed count gives bit-identical runs)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -122,13 +127,18 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def device_name(device: torch.device) -> str:
+    """The device as the records name it: the GPU's model for CUDA, else the device itself (cpu, mps)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+
+
 def provenance(args: argparse.Namespace, device: torch.device, seconds: float) -> dict:
     import numpy
 
     return {
         "command": "python -m vae_core " + shlex.join(getattr(args, "argv", sys.argv[1:])),
         "seed": args.seed,
-        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
         "wall_seconds": round(seconds, 1),
         "versions": {
@@ -144,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_config = VAEConfig(**{f.name: getattr(args, f.name) for f in fields(VAEConfig) if f.name != "x_dim"})
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     device = pick_device(args.device)
-    make_deterministic(args.threads if args.threads else 2)
+    make_deterministic(args.threads)
     seed_everything(args.seed)
     with exclusive_folder(args.out, "python -m vae_core " + shlex.join(args.argv)):  # one run per --out
         train, valid = data.load(args.dataset, "train", device), data.load(args.dataset, "valid", device)
@@ -168,12 +178,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             "train_config": asdict(config),
             **provenance(args, device, seconds),
         }
-        if config.keep_best and history.records:
-            record["selected_epoch"] = max(history.records, key=lambda r: r.valid.elbo).epoch
+        validated = [(r.epoch, r.valid.elbo) for r in history.records if r.valid is not None]
+        if config.keep_best and validated:
+            record["selected_epoch"] = max(validated, key=lambda epoch_elbo: epoch_elbo[1])[0]
         save_shareable(args.out / "model", model.cpu(), {"provenance": record})
         atomic_write_text(args.out / "provenance.json", json.dumps(record, indent=2) + "\n")
     last = history.records[-1] if history.records else None
-    if last is not None:
+    if last is not None and last.valid is not None:
         print(f"epoch {last.epoch}: train ELBO {last.train.elbo:.2f}, validation ELBO {last.valid.elbo:.2f} nats")
     print(f"wrote {args.out}/checkpoint.pt, history.json, model/, provenance.json ({seconds:.1f} s)")
     return 0
@@ -196,8 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result["bits_per_dim"] = -nats_to_bits_per_dim(est.mean)
         per_example = [round(v, 4) for v in est.per_example.tolist()]
     if args.save is not None:
-        device_name = str(device) if device.type != "cuda" else torch.cuda.get_device_name(device)
-        saved = {**result, "seconds": round(time.perf_counter() - tic, 1), "device": device_name}
+        saved = {**result, "seconds": round(time.perf_counter() - tic, 1), "device": device_name(device)}
         saved.update(
             {"command": "python -m vae_core " + shlex.join(args.argv), "per_example_log_likelihood": per_example}
         )
@@ -216,7 +226,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vae_core.plots import show_grid
+    from vae_core.images import show_grid
 
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file, got {args.out}")

@@ -20,8 +20,8 @@ from typing import Protocol
 
 import torch
 
-from vae_core.checkpoint import first_line
 from vae_core.data import Split
+from vae_core.messages import first_line
 from vae_core.train import ELBOStats, StepStats, TrainState, train_step
 
 WARMUP_CALLS = 3

@@ -81,6 +81,9 @@ MIRROR_ENV = "VAE_DATA_MIRROR"
 DIR_ENV = "VAE_DATA_DIR"
 TIMEOUT_S = 60
 
+Downloader = Callable[..., bool | None]
+"""A pooch downloader: called as (url, output_file, pooch, check_only=False); with check_only, if the file is there."""
+
 _IDX_MAGIC = {1: 2049, 3: 2051}  # ndim -> magic number of an unsigned-byte IDX file
 _AMAT_ROW = 2 * 784  # 784 digits, each followed by a space or, for the last, a newline
 
@@ -182,7 +185,7 @@ def _check(dataset: str, split: str | None = None) -> None:
 # ---------------------------------------------------------------- downloads
 
 
-def _copy_from(folder: Path) -> Callable[..., None]:
+def _copy_from(folder: Path) -> Downloader:
     """A pooch downloader that copies ``folder/<file>`` (the file named by the URL's last part)."""
 
     def copy(url: str, output_file: str, pooch_obj: object, check_only: bool = False) -> bool | None:
@@ -197,10 +200,10 @@ def _copy_from(folder: Path) -> Callable[..., None]:
     return copy
 
 
-def _sources(spec: DatasetSpec) -> list[tuple[str, Callable[..., None]]]:
+def _sources(spec: DatasetSpec) -> list[tuple[str, Downloader]]:
     """(URL base, downloader) pairs to try in order: the mirror, then the public URLs."""
     http = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=TIMEOUT_S)
-    sources: list[tuple[str, Callable[..., None]]] = []
+    sources: list[tuple[str, Downloader]] = []
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     if mirror.startswith(("http://", "https://")):
         sources.append((f"{mirror.rstrip('/')}/{spec.subdir}/", http))

@@ -1,67 +1,34 @@
-"""Inference for single images: importance weights and their effective sample size, and per-image Gaussians.
+"""Inference for single images: the IW bound and the effective sample size of stored importance weights, and
+per-image Gaussians.
 
 The importance weights are those of the IW bound, w_k = p(x, z_k) / q(z_k | x) with z_k ~ q, for any diagonal
-Gaussian q given by its mean and log-variance (the encoder's by default). `fit_local_gaussians` optimizes one such q
-per image, all images at once, to measure the amortization gap of Cremer, Li & Duvenaud (2018).
+Gaussian q given by its mean and log-variance (the encoder's by default), as `evaluate.sample_log_weights` draws them:
+a table (n, K), one row per image (the package's names for them are listed in `vae_core.evaluate`).
+`fit_local_gaussians` optimizes one q per image, all images at once, to measure the amortization gap of Cremer, Li &
+Duvenaud (2018).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from vae_core import losses
-from vae_core.evaluate import evaluating
-from vae_core.model import VAE
+from vae_core.densities import log_mean_exp
+from vae_core.model import VAE, reparameterize
 from vae_core.train import cosine_decay
 
 
-@torch.no_grad()
-def log_importance_weights(
-    model: VAE,
-    x: Tensor,
-    k: int,
-    mu: Tensor | None = None,
-    logvar: Tensor | None = None,
-    batch_size: int = 100,
-    chunk: int = 100,
-    seed: int = 0,
-) -> Tensor:
-    """log w = log p(x|z) + log p(z) - log q(z|x) for K draws z ~ q per image: a float64 tensor (n, K).
-
-    q is N(mu, diag exp(logvar)); without `mu` and `logvar` it is the encoder's q(z|x).
-    """
-    if k < 1 or chunk < 1 or batch_size < 1:
-        raise ValueError(f"k, chunk and batch_size must be positive, got {k}, {chunk}, {batch_size}")
-    with evaluating(model):
-        if mu is None or logvar is None:
-            mu, logvar = model.encoder(x)
-        generator = torch.Generator(device=x.device).manual_seed(seed)
-        rows = []
-        for s in range(0, x.shape[0], batch_size):
-            xb, mb, lb = x[s : s + batch_size], mu[s : s + batch_size], logvar[s : s + batch_size]
-            columns = []
-            for done in range(0, k, chunk):
-                n = min(chunk, k - done)
-                eps = torch.randn((n, *mb.shape), generator=generator, device=x.device, dtype=mb.dtype)
-                z = mb + torch.exp(0.5 * lb) * eps
-                log_w = losses.log_weights(model.decoder(z), z, mb, lb, xb)
-                columns.append(log_w.T.double())
-            rows.append(torch.cat(columns, dim=1))
-    return torch.cat(rows).cpu()
-
-
-def iw_bounds(log_w: Tensor, k: int) -> Tensor:
+def iw_bound(log_w: Tensor, k: int) -> Tensor:
     """The IW bound L_k per image from (n, K) log weights: log-mean-exp over each of the K // k disjoint groups of k
     weights, averaged over the groups (so L_1 is the mean of log w, the ELBO estimate)."""
     n, total = log_w.shape
     if not 1 <= k <= total:
         raise ValueError(f"k must be in [1, {total}], got {k}")
     groups = log_w[:, : (total // k) * k].reshape(n, total // k, k)
-    return (torch.logsumexp(groups, dim=-1) - math.log(k)).mean(dim=1)
+    return log_mean_exp(groups, dim=-1).mean(dim=1)
 
 
 def effective_sample_size(log_w: Tensor) -> Tensor:
@@ -72,7 +39,7 @@ def effective_sample_size(log_w: Tensor) -> Tensor:
 def gaussian_elbo(model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
     """ELBO of q = N(mu, diag exp(logvar)) per image: log p(x|z) averaged over z = mu + sigma * eps for the S rows of
     `eps` (shape (S, n, z_dim)), minus the closed-form KL to N(0, I). Differentiable in mu and logvar."""
-    z = mu + torch.exp(0.5 * logvar) * eps
+    z = reparameterize(mu, logvar, eps=eps)
     reconstruction = losses.bernoulli_log_likelihood(model.decoder(z), x.expand(eps.shape[0], *x.shape)).mean(0)
     return reconstruction - losses.kl_to_standard_normal(mu, logvar)
 

@@ -34,4 +34,5 @@ def binarized_elbo(model: VAE, means: Tensor, draws: int = 32, seed: int = 0) ->
     generator = torch.Generator(device=means.device).manual_seed(seed)
     x = torch.bernoulli(means.expand(draws, *means.shape), generator=generator)
     x = x.reshape(-1, means.shape[-1])
-    return losses.elbo(*model(x, generator), x).elbo.reshape(draws, -1).mean(0)
+    logits, mu, logvar = model(x, generator)
+    return losses.elbo(logits, mu, logvar, x).elbo.reshape(draws, -1).mean(0)

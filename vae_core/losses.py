@@ -1,7 +1,12 @@
 """The ELBO's terms and the importance-weighted bound, per example and in nats, from the model's output tensors.
 
 Every function here takes tensors (decoder logits, the encoder's mu and logvar, samples z, the data x), never the
-model: the forward pass is the model's (`VAE.forward`, `VAE.forward_k`), the arithmetic of the bounds is here.
+model: the forward pass is the model's (`VAE.forward`, `VAE.forward_k`), the arithmetic of the bounds is here; the
+Gaussian log-densities come from `vae_core.densities`.
+
+Names: `elbo` is always the ELBO itself, reconstruction - KL (`ELBOTerms.elbo`, `ELBOResult.elbo`); the bound that
+training maximizes is its `objective` (reconstruction - beta * KL, `ELBOTerms.objective`, or the IWAE bound of
+`iw_objective`). The importance-weight names of the package are listed in `vae_core.evaluate`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOG_2PI = math.log(2.0 * math.pi)
+from vae_core.densities import gaussian_log_density, log_mean_exp, standard_normal_log_density
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
@@ -26,28 +31,24 @@ def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
 
 
-def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z | mu, diag exp(logvar)), summed over the last dimension."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
-
-
-def standard_normal_log_density(z: Tensor) -> Tensor:
-    """log N(z | 0, I), summed over the last dimension."""
-    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
-
-
 @dataclass
 class ELBOTerms:
-    """Per-example ELBO = reconstruction - beta * KL, each of shape (batch,), in nats."""
+    """Per-example terms, each of shape (batch,), in nats: the `objective` reconstruction - beta * KL that training
+    maximizes, the reconstruction term and the KL; `elbo` is the ELBO itself, reconstruction - KL, whatever beta."""
 
-    elbo: Tensor
+    objective: Tensor
     reconstruction: Tensor
     kl: Tensor
 
+    @property
+    def elbo(self) -> Tensor:
+        """The ELBO, reconstruction - KL: the objective with beta = 1."""
+        return self.reconstruction - self.kl
+
     def sums(self) -> Tensor:
-        """The batch sums of the ELBO itself (reconstruction - KL, whatever beta), of the reconstruction term and of
-        the KL: a tensor (3,) on the terms' device, which `ELBOResult.from_sums` turns into means."""
-        return torch.stack([(self.reconstruction - self.kl).sum(), self.reconstruction.sum(), self.kl.sum()])
+        """The batch sums of the ELBO (whatever beta), of the reconstruction term and of the KL: a tensor (3,) on the
+        terms' device, which `ELBOResult.from_sums` turns into means."""
+        return torch.stack([self.elbo.sum(), self.reconstruction.sum(), self.kl.sum()])
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class ELBOResult:
     def from_flat(cls, row: dict, prefix: str = "") -> ELBOResult | None:
         """The result that `flat` stored in `row` under `prefix`, or None where the row holds none (null values)."""
         values = [row.get(key) for key in cls.keys(prefix)]
-        return None if any(v is None for v in values) else cls(*values)
+        numbers = [v for v in values if v is not None]
+        return cls(*numbers) if len(numbers) == len(values) else None
 
 
 def elbo(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Tensor = 1.0) -> ELBOTerms:
@@ -91,12 +93,12 @@ def elbo(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Te
     `logits`, an estimate of E_q[log p(x|z)], minus the closed-form KL of q = N(mu, diag exp(logvar)) to N(0, I)."""
     reconstruction = bernoulli_log_likelihood(logits, x)
     kl = kl_to_standard_normal(mu, logvar)
-    return ELBOTerms(elbo=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
+    return ELBOTerms(objective=reconstruction - beta * kl, reconstruction=reconstruction, kl=kl)
 
 
 def loss(logits: Tensor, mu: Tensor, logvar: Tensor, x: Tensor, beta: float | Tensor = 1.0) -> Tensor:
-    """The training loss: the negative ELBO averaged over the batch."""
-    return -elbo(logits, mu, logvar, x, beta).elbo.mean()
+    """The training loss: the negative objective (the ELBO with its KL weighted by beta) averaged over the batch."""
+    return -elbo(logits, mu, logvar, x, beta).objective.mean()
 
 
 def log_weights(logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, x: Tensor) -> Tensor:
@@ -115,8 +117,7 @@ def iw_objective(logits: Tensor, z: Tensor, mu: Tensor, logvar: Tensor, x: Tenso
     Also returns the ELBO terms of the first sample (closed-form KL), for the history. With k = 1 the bound is the
     single-sample ELBO with a Monte-Carlo KL: its expectation is the ELBO.
     """
-    bound = torch.logsumexp(log_weights(logits, z, mu, logvar, x), dim=0) - math.log(z.shape[0])
-    return bound, elbo(logits[0], mu, logvar, x)
+    return log_mean_exp(log_weights(logits, z, mu, logvar, x), dim=0), elbo(logits[0], mu, logvar, x)
 
 
 def nats_to_bits_per_dim(nats: Tensor | float, dims: int = 784) -> Tensor | float:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +16,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "elu": nn.ELU,
 }
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,27 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
-def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """z = mu + sigma * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+def reparameterize(
+    mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None, eps: Tensor | None = None
+) -> Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through.
+
+    The noise `eps` is drawn from `generator` unless it is given (then it has the shape of mu, or more leading dims).
+    """
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
+
+
+@contextmanager
+def evaluating(model: ModuleT) -> Iterator[ModuleT]:
+    """Put `model` in eval mode for the block, then restore the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class VAE(nn.Module):
@@ -90,7 +111,9 @@ class VAE(nn.Module):
         z = reparameterize(mu, logvar, generator)
         return self.decoder(z), mu, logvar
 
-    def forward_k(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
+    def forward_k(
+        self, x: Tensor, k: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return (decoder logits (k, batch, x_dim), z (k, batch, z_dim), mu, logvar) at k reparameterized z per x."""
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}")

@@ -1,4 +1,7 @@
-"""Matplotlib figures used by the chapters: sample grids, ELBO curves, the 2-D manifold, latent scatter."""
+"""Matplotlib figures used by the chapters: samples, ELBO curves, the 2-D manifold, latent scatter, and more.
+
+The grids of digit images they draw come from `vae_core.images` (`show_grid`), which the command line uses too.
+"""
 
 from __future__ import annotations
 
@@ -14,30 +17,8 @@ from matplotlib.patches import Ellipse
 from matplotlib.text import Text
 from torch import Tensor
 
-from vae_core.evaluate import evaluating
-from vae_core.model import VAE
-
-
-def tile(images: Tensor, nrow: int, side: int = 28, pad: int = 1) -> np.ndarray:
-    """Arrange (N, side*side) images into one (rows*side, nrow*side) array with `pad` pixels between tiles."""
-    images = images.detach().float().cpu().reshape(-1, side, side).numpy()
-    n = images.shape[0]
-    ncol = nrow
-    nrows = -(-n // ncol)
-    out = np.ones((nrows * (side + pad) - pad, ncol * (side + pad) - pad), dtype=np.float32)
-    for i, img in enumerate(images):
-        r, c = divmod(i, ncol)
-        out[r * (side + pad) : r * (side + pad) + side, c * (side + pad) : c * (side + pad) + side] = img
-    return out
-
-
-def show_grid(ax: Axes, images: Tensor, nrow: int = 8, title: str | None = None) -> Axes:
-    """Draw a grid of images in [0, 1], black digits on white (1 = ink)."""
-    ax.imshow(1.0 - tile(images, nrow), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
+from vae_core.images import show_grid
+from vae_core.model import VAE, evaluating
 
 
 def sample_figure(means: Tensor, draws: Tensor, nrow: int = 8, title: str = "") -> Figure:
@@ -63,7 +44,7 @@ def elbo_curves(
         _, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, train, label=f"train {label}".strip())
     if valid is not None and any(v is not None for v in valid):
-        ax.plot(epochs, valid, label=f"validation {label}".strip())
+        ax.plot(epochs, np.asarray(valid, dtype=float), label=f"validation {label}".strip())  # None: a gap (NaN)
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per image)")
     ax.grid(alpha=0.3)
@@ -90,11 +71,11 @@ def latent_scatter(mu: Tensor, labels: Tensor | None = None, ax: Axes | None = N
     """Scatter 2-D posterior means, coloured by digit label when labels exist."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
-    mu = mu.detach().cpu().numpy()
+    xy = mu.detach().cpu().numpy()
     if labels is None:
-        ax.scatter(mu[:, 0], mu[:, 1], s=2, alpha=0.5)
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.5)
     else:
-        points = ax.scatter(mu[:, 0], mu[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=2, alpha=0.7)
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=labels.cpu().numpy(), cmap="tab10", s=2, alpha=0.7)
         ax.figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
     ax.set_xlabel("$\\mu_1$")
     ax.set_ylabel("$\\mu_2$")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vae_core.losses import LOG_2PI, standard_normal_log_density
+from vae_core.densities import LOG_2PI, log_mean_exp, standard_normal_log_density
 
 DTYPE = torch.float64
 
@@ -68,8 +68,9 @@ def full_cov(mean: Tensor, cov: Tensor) -> Tensor:
     return torch.diag_embed(cov) if cov.shape == mean.shape else cov
 
 
-def gaussian_log_density(z: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
-    """log N(z | mean, cov) over the last dimension, with cov diagonal (variances) or full."""
+def gaussian_log_density_cov(z: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+    """log N(z | mean, cov) over the last dimension, with cov diagonal (variances) or full; the VAE's diagonal
+    Gaussians, given by log-variances, are `densities.gaussian_log_density`."""
     diff = z - mean
     if cov.shape == mean.shape:
         return -0.5 * (LOG_2PI + cov.log() + diff.pow(2) / cov).sum(-1)
@@ -116,7 +117,7 @@ def marginal_cov(model: LinearGaussian) -> Tensor:
 
 def log_marginal(model: LinearGaussian, x: Tensor) -> Tensor:
     """Exact log p(x) = log N(x | b, W W^T + sigma_x^2 I)."""
-    return gaussian_log_density(x, model.b, marginal_cov(model))
+    return gaussian_log_density_cov(x, model.b, marginal_cov(model))
 
 
 def posterior(model: LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -204,17 +205,12 @@ def naive_log_weights(model: LinearGaussian, x: Tensor, n: int, generator: torch
     return log_likelihood(model, x, z)
 
 
-def importance_log_weights(
+def sample_log_weights(
     model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
     """log p(x, z_k) - log q(z_k) for z_k ~ q: the terms of the importance-sampling estimator."""
     z = sample_gaussian(q_mean, q_cov, n, generator)
-    return log_joint(model, x, z) - gaussian_log_density(z, q_mean, q_cov)
-
-
-def log_mean_exp(log_w: Tensor, dim: int = -1) -> Tensor:
-    """log (1/N) sum_n exp(log_w_n), computed stably."""
-    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+    return log_joint(model, x, z) - gaussian_log_density_cov(z, q_mean, q_cov)
 
 
 def naive_mc(model: LinearGaussian, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -226,7 +222,7 @@ def importance_sampling(
     model: LinearGaussian, x: Tensor, q_mean: Tensor, q_cov: Tensor, n: int, generator: torch.Generator | None = None
 ) -> Tensor:
     """log (1/K) sum_k p(x, z_k) / q(z_k) with z_k ~ q, an estimate of log p(x)."""
-    return log_mean_exp(importance_log_weights(model, x, q_mean, q_cov, n, generator))
+    return log_mean_exp(sample_log_weights(model, x, q_mean, q_cov, n, generator))
 
 
 def _quadratic(P: Tensor, m: Tensor) -> Tensor:

@@ -171,8 +171,9 @@ def training_loss(
     if config.objective == "iwae":
         bound, terms = losses.iw_objective(*model.forward_k(x, config.k, generator), x)
     else:
-        terms = losses.elbo(*model(x, generator), x, beta)
-        bound = terms.elbo
+        logits, mu, logvar = model(x, generator)
+        terms = losses.elbo(logits, mu, logvar, x, beta)
+        bound = terms.objective
     loss = -bound.mean()
     with torch.no_grad():
         elbo, reconstruction, kl = terms.sums()
@@ -204,8 +205,8 @@ class ELBOStats:
                 f"the loss became {loss[step].item()} at epoch {epoch}, step {step}; the last good checkpoint (if any) "
                 "is kept. Lower the learning rate (--lr) or check the data for values outside [0, 1]."
             )
-        means = StepStats(*(table.cumsum(0)[-1] / n).tolist())
-        return cls(losses.ELBOResult(means.elbo, means.reconstruction, means.kl), means.bound)
+        means = dict(zip(StepStats._fields, (table.cumsum(0)[-1] / n).tolist(), strict=True))
+        return cls(losses.ELBOResult(means["elbo"], means["reconstruction"], means["kl"]), means["bound"])
 
 
 @dataclass
@@ -337,7 +338,7 @@ def fit(
             state.load_state_dict(load_checkpoint(Path(checkpoint), map_location=device))
         except TrainingError as err:
             raise TrainingError(f"{checkpoint}: {err}") from None
-    run_epoch = partial(train_epoch, state, train)
+    run_epoch: Callable[[], ELBOStats] = partial(train_epoch, state, train)
     if cuda_graph and device.type == "cuda":
         from vae_core.cuda_graph import CapturedEpoch  # imported here: that module imports this one
 
