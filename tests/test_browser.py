@@ -38,20 +38,13 @@ from pathlib import Path
 import pytest
 from helpers import chromium, toc_pages
 
+from scripts.pdf import ARGS, WAIT_FOR_MATH  # the PDF edition's Chromium flags and wait for MathJax
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("VAE_BOOK_SITE") or ROOT / "_build" / "html").resolve()
 SHOTS = HTML.parent / "screenshots"
 BUILD = [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n", "--keep-going"]
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 PAGES = [*toc_pages(), "genindex", "search"]
@@ -121,18 +114,6 @@ def browser(site: str) -> Iterator[object]:
         finally:
             context.close()
 
-
-WAIT_FOR_MATH = """async () => {
-  if (!document.querySelector('.math.notranslate')) return 'no math';
-  const t0 = Date.now();
-  while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
-    if (Date.now() - t0 > 20000) return 'MathJax did not start';
-    await new Promise(r => setTimeout(r, 50));
-  }
-  await MathJax.startup.promise;
-  await document.fonts.ready;
-  return 'typeset';
-}"""
 
 MATH_PROBLEMS = """() => {
   const problems = [];
