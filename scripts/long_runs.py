@@ -1,5 +1,6 @@
-"""The long runs behind the chapter "Beyond 1.9": train each with the command line, evaluate it with K = 5000, and
-copy the small artifacts into book/checkpoints/long/NAME/.
+"""The long runs behind the chapters "Beyond 1.9" and "Convolutional and conditional VAEs": train each with the
+command line, evaluate it with K = 5000, and copy the small artifacts into book/checkpoints/long/NAME/ (or
+book/checkpoints/variants/NAME/ for the convolutional and conditional runs).
 
 Usage: python scripts/long_runs.py [--only NAME ...] [--jobs N]
 
@@ -27,6 +28,10 @@ K = 5000
 ARCH = ["--hidden", "500,500", "--activation", "elu"]
 CPU = ["--seed", "0", "--device", "cpu", "--threads", "1", "--no-progress"]
 
+VARIANTS = ROOT / "book" / "checkpoints" / "variants"
+CONV = ["--architecture", "conv", "--channels", "16,32", "--activation", "elu"]
+PROTOCOL = ["--dataset", "mnist", "--z-dim", "50", "--lr", "0.002", "--schedule", "cosine", "--epochs", "200"]
+
 RUNS: dict[str, tuple[str, list[str]]] = {
     "dyn_vae_z50": (
         "dynamic MNIST, the VAE objective",
@@ -42,7 +47,25 @@ RUNS: dict[str, tuple[str, list[str]]] = {
         ["--dataset", "mnist", "--z-dim", "50", *ARCH, "--lr", "0.002", "--schedule", "cosine", "--epochs", "60"]
         + ["--objective", "iwae", "--k", "5"],
     ),
+    "conv_vae_z50": (
+        "dynamic MNIST, a convolutional VAE, the epoch chosen on the validation ELBO",
+        [*PROTOCOL, *CONV, "--keep-best"],
+    ),
+    "cvae_z50": (
+        "dynamic MNIST, an MLP VAE conditional on the digit, the epoch chosen on the validation ELBO",
+        [*PROTOCOL, *ARCH, "--classes", "10", "--keep-best"],
+    ),
+    "conv_cvae_z50": (
+        "dynamic MNIST, a convolutional VAE conditional on the digit, the epoch chosen on the validation ELBO",
+        [*PROTOCOL, *CONV, "--classes", "10", "--keep-best"],
+    ),
 }
+IN_VARIANTS = ("conv_vae_z50", "cvae_z50", "conv_cvae_z50")
+
+
+def book_folder(name: str) -> Path:
+    """Where the book keeps one run's artifacts."""
+    return (VARIANTS if name in IN_VARIANTS else BOOK) / name
 
 
 def train_command(name: str) -> list[str]:
@@ -85,7 +108,7 @@ def run(name: str) -> str:
     evaluate = evaluate_command(name)
     if not (evaluation.exists() and json.loads(evaluation.read_text())["command"] == stated(evaluate)):
         subprocess.run([sys.executable, *evaluate], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    target = BOOK / name
+    target = book_folder(name)
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(out / "model", target / "model")
     for path in (out / "history.json", provenance, evaluation):
@@ -100,7 +123,7 @@ def main() -> int:
     args = parser.parse_args()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for name in pool.map(run, args.only or list(RUNS)):
-            result = json.loads((BOOK / name / f"test_k{K}.json").read_text())
+            result = json.loads((book_folder(name) / f"test_k{K}.json").read_text())
             print(f"{name}: log p(x) {result['log_likelihood_nats']:.2f} ± {result['log_likelihood_stderr']:.2f} nats")
     return 0
 

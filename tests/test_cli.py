@@ -106,7 +106,8 @@ def test_train_writes_all_outputs(world):
     assert VAEConfig(**provenance["model_config"]) == VAEConfig(hidden=(32,), z_dim=2)
     assert provenance["versions"]["torch"] == torch.__version__
     config = json.loads((run / "model" / "config.json").read_text())
-    assert config["config"] == {"x_dim": 784, "hidden": [32], "z_dim": 2, "activation": "tanh"}
+    assert config["config"] == VAEConfig(hidden=(32,), z_dim=2).to_dict()
+    assert config["config"]["architecture"] == "mlp" and config["config"]["classes"] == 0  # the kind is recorded
     assert config["provenance"] == provenance
     state = load_checkpoint(run / "checkpoint.pt")
     assert state["epoch"] == 2 and state["history"] == history
@@ -275,7 +276,7 @@ def test_corrupt_dataset_fails_cleanly(world, tmp_path, capsys, monkeypatch):
         (["--z-dim", "0"], "z_dim and hidden sizes must be positive"),
         (["--epochs", "-1"], "epochs must be >= 0, got -1"),
         (["--hidden", "0,5"], "z_dim and hidden sizes must be positive"),
-        (["--hidden", "a,b"], "hidden sizes are integers"),
+        (["--hidden", "a,b"], "sizes are comma-separated integers"),
         (["--lr", "0"], "lr must be a positive number"),
         (["--eval-batch-size", "0"], "batch sizes must be >= 1"),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),

@@ -194,9 +194,10 @@ def test_load_mnist_from_relative_folder_mirror(mirror, monkeypatch, small, env)
     assert torch.equal(once, test.binarized(seed=3)) and not torch.equal(once, test.binarized(seed=4))
     assert set(once.unique().tolist()) <= {0.0, 1.0} and torch.equal(test.head(5).binarized(seed=3), once[:5])
     order, g = torch.randperm(N_TEST), torch.Generator().manual_seed(0)
-    batches = list(test.batches(order, 3, g))
+    batches, labels = zip(*test.batches(order, 3, g), strict=True)
     assert [len(b) for b in batches] == [3] * (N_TEST // 3) + ([N_TEST % 3] if N_TEST % 3 else [])
     assert torch.equal(torch.cat(batches), torch.bernoulli(test.x[order], generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.cat(labels), test.labels[order])  # each batch comes with its own labels
 
 
 def test_parsed_cache_used_on_second_load(mirror, monkeypatch, env, small):

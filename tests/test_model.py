@@ -96,7 +96,11 @@ def test_config_round_trips_through_json():
     config = VAEConfig(x_dim=10, hidden=[7, 3], z_dim=2, activation="elu")
     assert config.hidden == (7, 3)  # lists become tuples
     d = json.loads(json.dumps(config.to_dict()))
-    assert d == {"x_dim": 10, "hidden": [7, 3], "z_dim": 2, "activation": "elu"}
+    assert d == {"x_dim": 10, "hidden": [7, 3], "z_dim": 2, "activation": "elu"} | {
+        "architecture": "mlp",
+        "channels": [16, 32],
+        "classes": 0,
+    }
     assert VAEConfig(**d) == config
 
 

@@ -45,14 +45,41 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
-def model_from_state(config: dict[str, Any], weights: dict[str, torch.Tensor], source: Path | str) -> VAE:
-    """Build a VAE from a config dict and load its weights, with a clear error on an architecture mismatch."""
+def describe(config: VAEConfig) -> str:
+    """The kind of VAE a config builds, in words: e.g. "a conv VAE conditional on 10 classes"."""
+    label = f" conditional on {config.classes} classes" if config.classes else " (unconditional)"
+    return f"a{'n' if config.architecture == 'mlp' else ''} {config.architecture} VAE{label}"
+
+
+def model_from_state(
+    config: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    source: Path | str,
+    architecture: str | None = None,
+) -> VAE:
+    """Build a VAE from a config dict and load its weights, with a clear error on an architecture mismatch.
+
+    The config records the architecture ("mlp" where an older checkpoint records none). With `architecture`, a
+    checkpoint of the other kind is refused before any weight is read.
+    """
     try:
-        model = VAE(VAEConfig(**config))
-        model.load_state_dict(weights)
-    except (TypeError, ValueError, RuntimeError) as err:
+        model_config = VAEConfig(**config)
+    except (TypeError, ValueError) as err:
         raise CheckpointError(
-            f"{source} does not match the vae_core VAE architecture: {first_line(err, 300)}"
+            f"{source} records a model config this vae_core cannot build: {first_line(err, 300)}"
+        ) from None
+    if architecture is not None and model_config.architecture != architecture:
+        raise CheckpointError(
+            f"{source} holds {describe(model_config)}, not a{'n' if architecture == 'mlp' else ''} {architecture} VAE; "
+            f"load it as architecture {model_config.architecture!r}, or pick a checkpoint of the kind you want."
+        )
+    model = VAE(model_config)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{source}: its weights do not fit {describe(model_config)}, the architecture its config records "
+            f"({' '.join(str(err).split())[:300]}); the files may come from different models."
         ) from None
     return model
 
@@ -67,8 +94,11 @@ def save_shareable(directory: Path, model: VAE, extra: dict[str, Any] | None = N
     return directory
 
 
-def load_model(path: Path | str, map_location: str | torch.device = "cpu") -> VAE:
-    """Load a VAE from a training checkpoint (.pt) or a shareable folder / .safetensors file."""
+def load_model(path: Path | str, map_location: str | torch.device = "cpu", architecture: str | None = None) -> VAE:
+    """Load a VAE from a training checkpoint (.pt) or a shareable folder / .safetensors file.
+
+    With `architecture` ("mlp" or "conv"), a checkpoint of the other kind is refused with a CheckpointError.
+    """
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         directory = path if path.is_dir() else path.parent
@@ -82,6 +112,6 @@ def load_model(path: Path | str, map_location: str | torch.device = "cpu") -> VA
             raise CheckpointError(f"{directory} holds an unreadable model: {type(err).__name__}: {err}") from None
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{config_path} is not a vae_core model config (no '{FORMAT}' marker)")
-        return model_from_state(meta["config"], weights, directory)
+        return model_from_state(meta["config"], weights, directory, architecture)
     state = load_checkpoint(path, map_location)
-    return model_from_state(state["model_config"], state["model"], path)
+    return model_from_state(state["model_config"], state["model"], path, architecture)

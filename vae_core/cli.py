@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from vae_core import data
-from vae_core.checkpoint import CheckpointError, load_model, save_shareable
+from vae_core.checkpoint import CheckpointError, describe, load_model, save_shareable
 from vae_core.evaluate import active_units, evaluate_elbo, iw_log_likelihood
 from vae_core.io import atomic_write, atomic_write_text
 from vae_core.lock import FolderLocked, exclusive_folder
 from vae_core.losses import nats_to_bits_per_dim
-from vae_core.model import ACTIVATIONS, VAE, VAEConfig
+from vae_core.model import ACTIVATIONS, ARCHITECTURES, VAE, VAEConfig
 from vae_core.repro import DEFAULT_THREADS, make_deterministic, pick_device, seed_everything
 from vae_core.train import TrainConfig, TrainingError, fit
 
@@ -38,16 +38,26 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def hidden_sizes(text: str) -> tuple[int, ...]:
+def sizes(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"hidden sizes are integers like 500,500, got {text}") from None
+        raise argparse.ArgumentTypeError(f"sizes are comma-separated integers like 500,500, got {text}") from None
+
+
+def labels(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"labels are comma-separated integers like 0,1,7, got {text}") from None
 
 
 FLAG_HELP: dict[str, str] = {
     "hidden": "comma-separated sizes of the hidden layers, e.g. 500,500",
     "activation": f"one of {', '.join(sorted(ACTIVATIONS))}",
+    "architecture": f"the encoder and decoder: {' or '.join(ARCHITECTURES)}",
+    "channels": "conv only: channels of the one or two stride-2 convolutions, e.g. 16,32",
+    "classes": "condition on labels 0..N-1 (10 for MNIST digits, needs --dataset mnist); 0: unconditional",
     "schedule": "cosine or constant learning rate",
     "final_lr_fraction": "cosine floor as a fraction of --lr",
     "eval_batch_size": "batch size of the validation pass",
@@ -68,8 +78,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type, skip: tuple[
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=help_)
         else:
-            kind = hidden_sizes if field.name == "hidden" else type(default)
-            parser.add_argument(flag, type=kind, default=default, help=help_)
+            kind = sizes if field.name in ("hidden", "channels") else type(default)
+            choices = ARCHITECTURES if field.name == "architecture" else None
+            parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate",
-        help="the ELBO, its terms and the IW log-likelihood of a checkpoint on a split, in nats per example",
+        help="the ELBO, its terms and the IW log-likelihood of a checkpoint on a split, in nats per example "
+        "(log p(x|y), given the split's labels, for a conditional model)",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt or a folder with model.safetensors")
     p.add_argument("--dataset", choices=data.DATASETS, default="binarized-mnist")
@@ -113,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="ancestral samples from the prior, saved as a PNG grid")
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("-n", type=positive_int, default=64)
+    p.add_argument("-n", type=positive_int, default=64, help="samples in all, or for a conditional model per label")
+    p.add_argument(
+        "--labels",
+        type=labels,
+        default=None,
+        help="a conditional model's labels, e.g. 0,1,7: a row of -n samples each (default: every class)",
+    )
     p.add_argument("--binary", action="store_true", help="draw binary pixels instead of showing Bernoulli means")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
@@ -195,14 +213,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     make_deterministic()
     model = load_model(args.checkpoint, map_location=device).to(device)
     split = data.load(args.dataset, args.split, device)
-    x = (split.head(args.limit) if args.limit else split).binarized(args.seed)
-    result: dict = {"dataset": args.dataset, "split": args.split, "n": x.shape[0]}
-    result.update(evaluate_elbo(model, x, seed=args.seed).flat())
-    result["active_units"] = active_units(model, x)[0]
+    split = split.head(args.limit) if args.limit else split
+    x, y = split.binarized(args.seed), split.labels_for(model.config.classes, f"{args.dataset} {args.split}")
+    result: dict = {"dataset": args.dataset, "split": args.split, "n": x.shape[0], "model": describe(model.config)}
+    result["quantity"] = "log p(x|y)" if model.conditional else "log p(x)"
+    result.update(evaluate_elbo(model, x, seed=args.seed, y=y).flat())
+    result["active_units"] = active_units(model, x, y=y)[0]
     tic = time.perf_counter()
     per_example = None
     if args.iw_samples:
-        est = iw_log_likelihood(model, x, args.iw_samples, seed=args.seed)
+        est = iw_log_likelihood(model, x, args.iw_samples, seed=args.seed, y=y)
         result.update({"iw_samples": est.k, "log_likelihood_nats": est.mean, "log_likelihood_stderr": est.stderr})
         result["bits_per_dim"] = -nats_to_bits_per_dim(est.mean)
         per_example = [round(v, 4) for v in est.per_example.tolist()]
@@ -232,9 +252,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .png file, got {args.out}")
     model = load_model(args.checkpoint)
     generator = torch.Generator().manual_seed(args.seed)
-    means, draws = model.sample(args.n, generator, binary=True)
-    nrow = max(1, int(round(args.n**0.5)))
-    fig, ax = plt.subplots(figsize=(nrow * 0.6, -(-args.n // nrow) * 0.6))
+    classes = model.config.classes
+    if not classes and args.labels is not None:
+        raise ValueError(f"{args.checkpoint} holds {describe(model.config)}: it takes no --labels")
+    if classes:
+        wanted = list(range(classes)) if args.labels is None else args.labels
+        if any(not 0 <= label < classes for label in wanted):
+            raise ValueError(f"--labels must lie in 0..{classes - 1} for this model, got {wanted}")
+        y = torch.tensor(wanted).repeat_interleave(args.n)  # one row of n samples per label
+        means, draws = model.sample(len(y), generator, binary=True, y=y)
+        nrow = args.n
+    else:
+        means, draws = model.sample(args.n, generator, binary=True)
+        nrow = max(1, int(round(args.n**0.5)))
+    n = len(means)
+    fig, ax = plt.subplots(figsize=(nrow * 0.6, -(-n // nrow) * 0.6))
     show_grid(ax, draws if args.binary else means, nrow=nrow)
     atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     print(f"wrote {args.out}")

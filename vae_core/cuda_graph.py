@@ -139,9 +139,10 @@ class CapturedEpoch:
         """One step of `size` examples, all on the device: what a graph captures."""
         rows = self.order.index_select(0, self.step * self.state.config.batch_size + self.offsets[:size])
         batch = self.data.batch(rows, self.state.generator)
+        labels = self.data.labels_at(rows) if self.state.model.conditional else None
         lr, beta = self.rates.index_select(0, self.step)[0]
         self.lr.copy_(lr)
-        stats = train_step(self.state, batch, beta)
+        stats = train_step(self.state, batch, beta, labels)
         self.stats.copy_(torch.where(self.step_ids == self.step, stats, self.stats))
         self.step.add_(1)
 

@@ -119,10 +119,30 @@ class Split:
 
     def batches(
         self, order: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
-    ) -> Iterator[torch.Tensor]:
-        """Consecutive batches of ``batch_size`` examples in the index ``order`` (the last may be smaller)."""
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Consecutive batches of ``batch_size`` examples in the index ``order`` (the last may be smaller), each with
+        its labels (None for a split without labels)."""
         for start in range(0, len(order), batch_size):
-            yield self.batch(order[start : start + batch_size], generator)
+            rows = order[start : start + batch_size]
+            yield self.batch(rows, generator), self.labels_at(rows)
+
+    def labels_at(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """The labels at index tensor ``rows``, or None for a split without labels."""
+        return None if self.labels is None else self.labels.index_select(0, rows)
+
+    def labels_for(self, classes: int, name: str = "this split") -> torch.Tensor | None:
+        """The labels a model with ``classes`` classes takes: None for an unconditional model (classes 0), else the
+        split's labels, checked to lie in 0 .. classes - 1 (a DataError says what to do otherwise)."""
+        if classes == 0:
+            return None
+        if self.labels is None:
+            raise DataError(
+                f"{name} has no labels, and a conditional model needs them. Larochelle's binarized-mnist has none: "
+                "use --dataset mnist (LeCun's labelled images, binarized dynamically)."
+            )
+        if len(self.labels) and int(self.labels.max()) >= classes:
+            raise DataError(f"{name} holds label {int(self.labels.max())}, but the model knows {classes} classes.")
+        return self.labels
 
     def binarized(self, seed: int = 0) -> torch.Tensor:
         """All of ``x`` as binary data for evaluation: a dynamic split's one draw with a generator seeded ``seed``."""

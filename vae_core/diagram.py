@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyBboxPatch
 from torch import nn
 
-from vae_core.model import VAE
+from vae_core.model import VAE, Decoder, Encoder
 
 INK, ENCODER, LATENT, DECODER, NOISE = "#222222", "#4c72b0", "#c44e52", "#55a868", "#8172b2"
 STEP = 1.4  # distance between two layers' bars
@@ -60,8 +60,10 @@ def _arrow(ax: Axes, x0: float, x1: float, text: str = "", y: float = 0.0) -> No
 def model_diagram(model: VAE) -> Figure:
     """x -> encoder -> (mu, log sigma^2) -> z = mu + sigma * eps -> decoder -> Bernoulli means, to scale.
 
-    Each layer is a bar as tall as its number of units, read from the model's own `nn.Linear` layers.
+    Each layer is a bar as tall as its number of units, read from the model's own `nn.Linear` layers (an MLP VAE).
     """
+    if not isinstance(model.encoder, Encoder) or not isinstance(model.decoder, Decoder):
+        raise ValueError(f"the diagram draws an MLP VAE, got architecture {model.config.architecture!r}")
     enc, dec = layer_widths(model.encoder.net), layer_widths(model.decoder.net)
     act = model.config.activation.upper() if model.config.activation == "elu" else model.config.activation
     z_dim = dec[0]

@@ -29,8 +29,11 @@ from vae_core.model import VAE, evaluating, reparameterize
 
 
 @torch.no_grad()
-def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) -> losses.ELBOResult:
-    """Mean single-sample ELBO, reconstruction and KL over `x`, in nats per example.
+def evaluate_elbo(
+    model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0, y: Tensor | None = None
+) -> losses.ELBOResult:
+    """Mean single-sample ELBO, reconstruction and KL over `x` (given the labels `y` for a conditional model), in nats
+    per example.
 
     The sums stay on x's device and are read once, at the end (no host synchronization per batch).
     """
@@ -39,7 +42,7 @@ def evaluate_elbo(model: VAE, x: Tensor, batch_size: int = 2000, seed: int = 0) 
     with evaluating(model):
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
-            logits, mu, logvar = model(batch, generator)
+            logits, mu, logvar = model(batch, generator, _rows(y, start, batch_size))
             terms = losses.elbo(logits, mu, logvar, batch)
             sums += terms.sums().double()
     return losses.ELBOResult.from_sums(sums, x.shape[0])
@@ -60,23 +63,43 @@ def _check_sizes(k: int, batch_size: int, chunk: int) -> None:
         raise ValueError(f"k, chunk and batch_size must be positive, got k={k}, chunk={chunk}, batch_size={batch_size}")
 
 
+def _rows(y: Tensor | None, start: int, size: int) -> Tensor | None:
+    """Rows start .. start + size of the labels `y`, or None without labels."""
+    return None if y is None else y[start : start + size]
+
+
 def _log_weight_chunks(
-    model: VAE, x: Tensor, mu: Tensor, logvar: Tensor, k: int, chunk: int, generator: torch.Generator
+    model: VAE,
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    k: int,
+    chunk: int,
+    generator: torch.Generator,
+    y: Tensor | None = None,
 ) -> Iterator[Tensor]:
-    """The log weights of k draws z ~ N(mu, diag exp(logvar)) per row of the batch `x`, `chunk` draws at a time:
-    tensors (chunk, batch), the last one smaller. Only one chunk x batch x M tensor of logits exists at a time."""
+    """The log weights of k draws z ~ N(mu, diag exp(logvar)) per row of the batch `x` (with its labels `y` for a
+    conditional model), `chunk` draws at a time: tensors (chunk, batch), the last one smaller. Only one
+    chunk x batch x M tensor of logits exists at a time."""
     for done in range(0, k, chunk):
         n = min(chunk, k - done)
         z = reparameterize(mu.expand(n, *mu.shape), logvar.expand(n, *logvar.shape), generator)
-        yield losses.log_weights(model.decoder(z), z, mu, logvar, x)
+        yield losses.log_weights(model.decoder(z, y), z, mu, logvar, x)
 
 
 @torch.no_grad()
 def iw_log_likelihood(
-    model: VAE, x: Tensor, k: int, batch_size: int = 100, chunk: int = 100, seed: int = 0
+    model: VAE,
+    x: Tensor,
+    k: int,
+    batch_size: int = 100,
+    chunk: int = 100,
+    seed: int = 0,
+    y: Tensor | None = None,
 ) -> IWEstimate:
     """Estimate log p(x) per example by the IW bound log (1/K) sum_k p(x, z_k) / q(z_k|x) with z_k ~ q(z|x), in
-    batches, streaming over K.
+    batches, streaming over K. For a conditional model, given the labels `y`, it is log p(x|y), with q(z|x, y) and
+    p(x|z, y) (the prior p(z) is the same).
 
     Each batch's K samples go through the decoder in chunks, merged with a running logsumexp, so no batch x K table
     of weights is kept. The batches' values stay on x's device and are read once, at the end.
@@ -86,10 +109,10 @@ def iw_log_likelihood(
     values = []
     with evaluating(model):
         for s in range(0, x.shape[0], batch_size):
-            batch = x[s : s + batch_size]
-            mu, logvar = model.encoder(batch)
+            batch, labels = x[s : s + batch_size], _rows(y, s, batch_size)
+            mu, logvar = model.encoder(batch, labels)
             total = torch.full((batch.shape[0],), -math.inf, device=x.device, dtype=mu.dtype)
-            for log_w in _log_weight_chunks(model, batch, mu, logvar, k, chunk, generator):
+            for log_w in _log_weight_chunks(model, batch, mu, logvar, k, chunk, generator, labels):
                 total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
             values.append((total - math.log(k)).double())
     per_example = torch.cat(values).cpu()
@@ -108,33 +131,40 @@ def sample_log_weights(
     batch_size: int = 100,
     chunk: int = 100,
     seed: int = 0,
+    y: Tensor | None = None,
 ) -> Tensor:
     """log w = log p(x|z) + log p(z) - log q(z|x) for K draws z ~ q per example: a float64 tensor (n, K) on the CPU.
 
     q is N(mu, diag exp(logvar)); without `mu` and `logvar` it is the encoder's q(z|x). With the encoder's q, the
-    same seed, batch size and chunk, the draws are those of `iw_log_likelihood`.
+    same seed, batch size and chunk, the draws are those of `iw_log_likelihood`. A conditional model takes the
+    labels `y` (then p(x|z) is p(x|z, y)).
     """
     _check_sizes(k, batch_size, chunk)
     with evaluating(model):
         if mu is None or logvar is None:
-            mu, logvar = model.encoder(x)
+            mu, logvar = model.encoder(x, y)
         generator = torch.Generator(device=x.device).manual_seed(seed)
         rows = []
         for s in range(0, x.shape[0], batch_size):
             batch, mb, lb = x[s : s + batch_size], mu[s : s + batch_size], logvar[s : s + batch_size]
-            chunks = _log_weight_chunks(model, batch, mb, lb, k, chunk, generator)
+            chunks = _log_weight_chunks(model, batch, mb, lb, k, chunk, generator, _rows(y, s, batch_size))
             rows.append(torch.cat([log_w.T.double() for log_w in chunks], dim=1))
     return torch.cat(rows).cpu()
 
 
 @torch.no_grad()
-def active_units(model: VAE, x: Tensor, threshold: float = 1e-2, batch_size: int = 2000) -> tuple[int, Tensor]:
-    """Burda et al.'s active units: latent dimensions whose posterior mean varies across data, Var_x[mu] > threshold."""
-    variance = posterior_means(model, x, batch_size).double().var(dim=0)
+def active_units(
+    model: VAE, x: Tensor, threshold: float = 1e-2, batch_size: int = 2000, y: Tensor | None = None
+) -> tuple[int, Tensor]:
+    """Burda et al.'s active units: latent dimensions whose posterior mean varies across data, Var_x[mu] > threshold.
+
+    For a conditional model, given the labels `y`, the means are those of q(z|x, y)."""
+    variance = posterior_means(model, x, batch_size, y).double().var(dim=0)
     return int((variance > threshold).sum().item()), variance
 
 
 @torch.no_grad()
-def posterior_means(model: VAE, x: Tensor, batch_size: int = 2000) -> Tensor:
-    """The encoder means mu_phi(x) of q(z|x), in batches."""
-    return torch.cat([model.encoder(x[s : s + batch_size])[0] for s in range(0, x.shape[0], batch_size)])
+def posterior_means(model: VAE, x: Tensor, batch_size: int = 2000, y: Tensor | None = None) -> Tensor:
+    """The encoder means mu_phi(x) of q(z|x) (of q(z|x, y) given labels `y`), in batches."""
+    starts = range(0, x.shape[0], batch_size)
+    return torch.cat([model.encoder(x[s : s + batch_size], _rows(y, s, batch_size))[0] for s in starts])

@@ -161,17 +161,23 @@ class StepStats(NamedTuple):
 
 
 def training_loss(
-    model: VAE, x: Tensor, config: TrainConfig, generator: torch.Generator, beta: float | Tensor
+    model: VAE,
+    x: Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    beta: float | Tensor,
+    y: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The loss a training step minimizes on the minibatch `x`, and the step's statistics (StepStats, one tensor).
+    """The loss a training step minimizes on the minibatch `x` (with labels `y` for a conditional model), and the
+    step's statistics (StepStats, one tensor).
 
     The loss is the negative batch mean of the bound that training maximizes: the ELBO with its KL weighted by `beta`
     (`losses.loss`), or with the iwae objective the importance-weighted bound over `config.k` samples.
     """
     if config.objective == "iwae":
-        bound, terms = losses.iw_objective(*model.forward_k(x, config.k, generator), x)
+        bound, terms = losses.iw_objective(*model.forward_k(x, config.k, generator, y), x)
     else:
-        logits, mu, logvar = model(x, generator)
+        logits, mu, logvar = model(x, generator, y)
         terms = losses.elbo(logits, mu, logvar, x, beta)
         bound = terms.objective
     loss = -bound.mean()
@@ -274,11 +280,12 @@ class TrainState:
         self.best = state.get("best", self.best)
 
 
-def train_step(state: TrainState, x: Tensor, beta: float | Tensor) -> Tensor:
+def train_step(state: TrainState, x: Tensor, beta: float | Tensor, y: Tensor | None = None) -> Tensor:
     """One Adam step on the minibatch `x`, at the optimizer's learning rate and the KL weight `beta`: it minimizes the
     batch's mean loss (`training_loss`) and returns the step's statistics (StepStats) without waiting for the device.
+    `y` are the minibatch's labels, for a conditional model.
     """
-    loss, stats = training_loss(state.model, x, state.config, state.generator, beta)
+    loss, stats = training_loss(state.model, x, state.config, state.generator, beta, y)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
@@ -286,16 +293,18 @@ def train_step(state: TrainState, x: Tensor, beta: float | Tensor) -> Tensor:
 
 
 def train_epoch(state: TrainState, data: Split) -> ELBOStats:
-    """One pass over shuffled minibatches of `data` (see Split.batches); return the epoch's means."""
+    """One pass over shuffled minibatches of `data` (see Split.batches), with their labels for a conditional model;
+    return the epoch's means."""
     state.model.train()
     order = torch.randperm(len(data), generator=state.generator, device=data.x.device)
     first_step = state.epoch * state.steps_per_epoch
     steps = []
-    for i, batch in enumerate(data.batches(order, state.config.batch_size, state.generator)):
+    conditional = state.model.conditional
+    for i, (batch, labels) in enumerate(data.batches(order, state.config.batch_size, state.generator)):
         lr, beta = state.rates(first_step + i)
         for group in state.optimizer.param_groups:
             group["lr"] = lr
-        steps.append(train_step(state, batch, beta))
+        steps.append(train_step(state, batch, beta, labels if conditional else None))
     state.epoch += 1
     return ELBOStats.from_steps(torch.stack(steps), len(data), state.epoch)
 
@@ -324,7 +333,9 @@ def fit(
     """
     config = config or TrainConfig()
     train = as_split(train)
+    train.labels_for(model.config.classes, "the training split")  # a conditional model needs labels: fail early
     valid_x = None if valid is None else as_split(valid).binarized(config.seed + 1)
+    valid_y = None if valid is None else as_split(valid).labels_for(model.config.classes, "the validation split")
     device = next(model.parameters()).device
     if train.x.device != device or (valid_x is not None and valid_x.device != device):
         raise ValueError(f"data must live on the model's device {device}; move it with .to(device) first")
@@ -350,7 +361,7 @@ def fit(
         stats = run_epoch()  # it reads the statistics from the device, so the epoch's work is done
         scores = None
         if valid_x is not None:
-            scores = evaluate_elbo(model, valid_x, config.eval_batch_size, seed=config.seed + epoch)
+            scores = evaluate_elbo(model, valid_x, config.eval_batch_size, seed=config.seed + epoch, y=valid_y)
         seconds = time.perf_counter() - tic
         state.end_epoch(EpochRecord(epoch, stats.terms, scores, seconds, lr, stats.bound))
         if checkpoint is not None:
