@@ -28,7 +28,7 @@ LIBRARY_MODULES = (
 )
 """The library: the command line and the training path, and what they import."""
 
-BOOK_MODULES = ("aggregate", "derivation", "diagram", "inference", "latent", "plots", "recap", "toy")
+BOOK_MODULES = ("aggregate", "bayes", "derivation", "diagram", "inference", "latent", "plots", "recap", "toy")
 """The book's helpers: used by the chapters, never by the library."""
 
 __all__ = ["BOOK_MODULES", "LIBRARY_MODULES", "VAE", "VAEConfig"]

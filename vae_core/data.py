@@ -140,8 +140,11 @@ class Split:
                 f"{name} has no labels, and a conditional model needs them. Larochelle's binarized-mnist has none: "
                 "use --dataset mnist (LeCun's labelled images, binarized dynamically)."
             )
-        if len(self.labels) and int(self.labels.max()) >= classes:
-            raise DataError(f"{name} holds label {int(self.labels.max())}, but the model knows {classes} classes.")
+        low, high = (int(self.labels.min()), int(self.labels.max())) if len(self.labels) else (0, 0)
+        if low < 0 or high >= classes:
+            raise DataError(
+                f"{name} holds labels {low}..{high}, but the model knows the {classes} classes 0..{classes - 1}."
+            )
         return self.labels
 
     def binarized(self, seed: int = 0) -> torch.Tensor:

@@ -94,8 +94,8 @@ def one_hot(y: Tensor | None, classes: int, lead: tuple[int, ...]) -> Tensor | N
         raise ValueError(f"labels y must be integers in 0..{classes - 1}, got dtype {y.dtype}")
     if y.device.type == "cpu" and y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
         raise ValueError(f"labels y must lie in 0..{classes - 1}, got {int(y.min())}..{int(y.max())}")
-    # A comparison, not F.one_hot: no host synchronization, so a CUDA graph can capture it (`check_labels` in fit
-    # checks the range there).
+    # A comparison, not F.one_hot: no host synchronization, so a CUDA graph can capture it (`Split.labels_for`, which
+    # `fit` and the command line call, checks the range of a split's labels once).
     code = (y.long().unsqueeze(-1) == torch.arange(classes, device=y.device)).float()
     return code.expand(*lead, classes)
 

@@ -278,3 +278,43 @@ def reparameterization_graphs() -> Figure:
         ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def label_rows(means: Tensor, per_label: int, ax: Axes | None = None) -> Axes:
+    """A conditional VAE's samples, one row per label: `means` (C * per_label, M) in label order, labels 0, 1, ...
+    from the top, each row's label written at its left."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(per_label * 0.55, len(means) / per_label * 0.55))
+    show_grid(ax, means, nrow=per_label)
+    for label in range(len(means) // per_label):
+        ax.text(-4, label * 29 + 14, str(label), ha="right", va="center", fontsize=11)
+    return ax
+
+
+def relabel_figure(images: Tensor, redrawn: Tensor) -> Figure:
+    """Kingma et al. 2014's Fig. 1: each test image (left column) beside its code decoded under every label (one
+    column per label); `redrawn` is `bayes.relabel`'s (n, C, M)."""
+    n, classes, _ = redrawn.shape
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(0.55 * (classes + 1.6), 0.55 * n + 0.6), gridspec_kw={"width_ratios": [1, classes]}
+    )
+    show_grid(left, images, nrow=1, title="test image")
+    show_grid(right, redrawn.reshape(n * classes, -1), nrow=classes, title="its z decoded with y = 0, 1, ..., 9")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_curves(curves: dict[str, tuple[Tensor, Tensor, Tensor]], ax: Axes | None = None) -> Axes:
+    """Accuracy against mean confidence per confidence bin, for each named classifier (confidence, accuracy, count;
+    see `bayes.reliability`); bins with no prediction are left out. The diagonal is perfect calibration."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
+    for name, (confidence, accuracy, count) in curves.items():
+        seen = count > 0
+        ax.plot(confidence[seen], accuracy[seen], marker="o", ms=4, label=name)
+    ax.set_xlabel("confidence, the largest $p(y \\mid x)$ (bin mean)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax

@@ -24,7 +24,7 @@ from vae_core import losses
 from vae_core.checkpoint import load_checkpoint, save_checkpoint
 from vae_core.data import Split, as_split
 from vae_core.evaluate import evaluate_elbo
-from vae_core.model import VAE
+from vae_core.model import VAE, VAEConfig
 
 
 class TrainingError(RuntimeError):
@@ -270,7 +270,8 @@ class TrainState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by `state_dict` with the same settings (else TrainingError)."""
-        if state["train_config"] != asdict(self.config) or state["model_config"] != self.model.config.to_dict():
+        saved_model = VAEConfig(**state["model_config"]).to_dict()  # an older checkpoint lacks the newer keys
+        if state["train_config"] != asdict(self.config) or saved_model != self.model.config.to_dict():
             raise TrainingError("it was written with other settings; use the same settings or a new --out")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
