@@ -304,17 +304,25 @@ def relabel_figure(images: Tensor, redrawn: Tensor) -> Figure:
     return fig
 
 
-def reliability_curves(curves: dict[str, tuple[Tensor, Tensor, Tensor]], ax: Axes | None = None) -> Axes:
-    """Accuracy against mean confidence per confidence bin, for each named classifier (confidence, accuracy, count;
-    see `bayes.reliability`); bins with no prediction are left out. The diagonal is perfect calibration."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
-    for name, (confidence, accuracy, count) in curves.items():
+def reliability_curves(curves: dict[str, tuple[Tensor, Tensor, Tensor]]) -> Figure:
+    """Above, accuracy against mean confidence per confidence bin for each named classifier (confidence, accuracy,
+    count; see `bayes.reliability`), bins with no prediction left out, the diagonal perfect calibration; below, how
+    many predictions fall in each bin, on a log scale (a bin of a few images says little)."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    top.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
+    width = 0.8 / (len(next(iter(curves.values()))[2]) * len(curves))
+    for i, (name, (confidence, accuracy, count)) in enumerate(curves.items()):
         seen = count > 0
-        ax.plot(confidence[seen], accuracy[seen], marker="o", ms=4, label=name)
-    ax.set_xlabel("confidence, the largest $p(y \\mid x)$ (bin mean)")
-    ax.set_ylabel("accuracy in the bin")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return ax
+        top.plot(confidence[seen], accuracy[seen], marker="o", ms=4, label=name)
+        bins = len(count)
+        centers = (torch.arange(bins) + 0.5) / bins
+        bottom.bar(centers + (i - (len(curves) - 1) / 2) * width, count, width=width, label=name)
+    top.set_ylabel("accuracy in the bin")
+    top.grid(alpha=0.3)
+    top.legend()
+    bottom.set_yscale("log")
+    bottom.set_ylabel("images")
+    bottom.set_xlabel("confidence, the largest $p(y \\mid x)$")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
